@@ -1,0 +1,19 @@
+"""IndexTTS2's GPT stage, our implementation, loading the official checkpoints strictly."""
+
+from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
+from .config import PRESETS, ConditionModuleConfig, GPTConfig, preset
+from .unified_voice import CONDITIONING_MODULES, TeacherForced, UnifiedVoice
+
+__all__ = [
+    "CONDITIONING_MODULES",
+    "PRESETS",
+    "CheckpointError",
+    "ConditionModuleConfig",
+    "GPTConfig",
+    "TeacherForced",
+    "UnifiedVoice",
+    "load_gpt_checkpoint",
+    "load_state_dict_file",
+    "preset",
+    "strict_load",
+]

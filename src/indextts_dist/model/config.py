@@ -1,0 +1,183 @@
+"""The GPT-stage configuration: the official `gpt:` block of IndexTTS2's `config.yaml`, key for key.
+
+Keeping the official key names means a user can paste the block from the released `config.yaml`
+(or a reference file's `config`) and get the model that loads `gpt.pth` strictly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
+
+
+@dataclass(frozen=True)
+class ConditionModuleConfig:
+    """One conformer + perceiver conditioning path (the speaker or the emotion one)."""
+
+    output_size: int = 512
+    """Conformer width (also the perceiver's context width)."""
+    linear_units: int = 2048
+    """Conformer feed-forward inner width."""
+    attention_heads: int = 8
+    """Heads of the conformer's attention and of the perceiver's cross-attention (64 dims each)."""
+    num_blocks: int = 6
+    """Number of conformer blocks."""
+    input_layer: str = "conv2d2"
+    """Subsampling front; only `conv2d2` (stride-2 Conv2d, ~25 Hz) exists in IndexTTS2."""
+    perceiver_mult: int = 2
+    """Perceiver feed-forward multiplier (GEGLU inner width = int(dim * mult * 2 / 3))."""
+
+    def __post_init__(self) -> None:
+        if self.input_layer != "conv2d2":
+            raise ValueError(f"condition module input_layer {self.input_layer!r} is not supported (only conv2d2)")
+        if self.output_size % self.attention_heads:
+            raise ValueError(
+                f"condition module output_size {self.output_size} is not divisible by "
+                f"attention_heads {self.attention_heads}"
+            )
+        for name in ("output_size", "linear_units", "attention_heads", "num_blocks", "perceiver_mult"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"condition module {name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The `gpt:` block of the official `config.yaml` (v2), with the same keys and meanings."""
+
+    model_dim: int = 1280
+    """Width of the GPT-2 backbone and of the 32 conditioning latents."""
+    max_mel_tokens: int = 1815
+    """Longest code sequence; the mel position table has max_mel_tokens + 2 + max_conditioning_inputs rows."""
+    max_text_tokens: int = 600
+    """Longest text; the text position table has max_text_tokens + 2 rows."""
+    heads: int = 20
+    """GPT-2 attention heads."""
+    layers: int = 24
+    """GPT-2 blocks."""
+    number_text_tokens: int = 12000
+    """Tokenizer size; the text embedding/head have number_text_tokens + 1 rows."""
+    number_mel_codes: int = 8194
+    """Semantic codebook size + start + stop."""
+    start_mel_token: int = 8192
+    """Code that opens the mel block."""
+    stop_mel_token: int = 8193
+    """Code that ends generation (and pads targets)."""
+    start_text_token: int = 0
+    """Id that opens the text block (SentencePiece `<s>`)."""
+    stop_text_token: int = 1
+    """Id that closes the text block (SentencePiece `</s>`)."""
+    use_mel_codes_as_input: bool = True
+    """v2 embeds codes with an `nn.Embedding`; False (a mel encoder) does not exist in v2."""
+    train_solo_embeddings: bool = False
+    """v2 has no solo embeddings."""
+    mel_length_compression: int = 1024
+    """Unused by v2; kept so the official block round-trips."""
+    max_conditioning_inputs: int = 1
+    """Adds one row to the mel position table (official constructor default)."""
+    condition_num_latent: int = 32
+    """Perceiver latents of the speaker path (rows of the conditioning prefix before e and speed)."""
+    condition_type: str = "conformer_perceiver"
+    """Only the v2 conditioning type is supported."""
+    checkpointing: bool = True
+    """Gradient checkpointing in the backbone during training; no effect on weights."""
+    types: int = 1
+    """Text token types (the text table has number_text_tokens * types + 1 rows)."""
+    condition_module: ConditionModuleConfig = field(default_factory=ConditionModuleConfig)
+    """Speaker conformer + perceiver."""
+    emo_condition_module: ConditionModuleConfig = field(
+        default_factory=lambda: ConditionModuleConfig(linear_units=1024, attention_heads=4, num_blocks=4)
+    )
+    """Emotion conformer + perceiver."""
+
+    def __post_init__(self) -> None:
+        if self.condition_type != "conformer_perceiver":
+            raise ValueError(f"condition_type {self.condition_type!r} is not supported (IndexTTS2 v2 only)")
+        if not self.use_mel_codes_as_input:
+            raise ValueError("use_mel_codes_as_input=false is not an IndexTTS2 v2 model")
+        if self.train_solo_embeddings:
+            raise ValueError("train_solo_embeddings=true is not an IndexTTS2 v2 model")
+        if self.model_dim % self.heads:
+            raise ValueError(f"model_dim {self.model_dim} is not divisible by heads {self.heads}")
+        if not (0 <= self.start_mel_token < self.number_mel_codes and 0 <= self.stop_mel_token < self.number_mel_codes):
+            raise ValueError("start/stop mel tokens must lie inside number_mel_codes")
+
+    # Derived sizes -------------------------------------------------------------------------------
+    @property
+    def text_vocab_rows(self) -> int:
+        """Rows of `text_embedding` / `text_head`."""
+        return self.number_text_tokens * self.types + 1
+
+    @property
+    def mel_positions(self) -> int:
+        """Rows of `mel_pos_embedding` (the official +2 +max_conditioning_inputs)."""
+        return self.max_mel_tokens + 2 + self.max_conditioning_inputs
+
+    @property
+    def text_positions(self) -> int:
+        """Rows of `text_pos_embedding`."""
+        return self.max_text_tokens + 2
+
+    @property
+    def prefix_rows(self) -> int:
+        """Conditioning prefix: the latents (+ e) and the two speed rows."""
+        return self.condition_num_latent + 2
+
+    @property
+    def codebook_size(self) -> int:
+        """Semantic codes proper (without start/stop)."""
+        return self.number_mel_codes - 2
+
+    # (De)serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        """Build from an official `gpt:` block (extra unknown keys are an error, not silently ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GPT config keys: {', '.join(unknown)}")
+        values = dict(data)
+        for key in ("condition_module", "emo_condition_module"):
+            if key in values and isinstance(values[key], dict):
+                values[key] = ConditionModuleConfig(**values[key])
+        return cls(**values)
+
+
+def _tiny() -> GPTConfig:
+    """The tiny preset: the reference file's shapes, a 256-piece tokenizer and a 64-code codebook.
+
+    Random weights: it exists so tests, CI and the demo run the same code fast. It does not speak.
+    """
+    return GPTConfig(
+        model_dim=64,
+        max_mel_tokens=400,
+        max_text_tokens=120,
+        heads=4,
+        layers=2,
+        number_text_tokens=256,
+        number_mel_codes=66,
+        start_mel_token=64,
+        stop_mel_token=65,
+        checkpointing=False,
+        condition_module=ConditionModuleConfig(
+            output_size=32, linear_units=64, attention_heads=4, num_blocks=2, perceiver_mult=2
+        ),
+        emo_condition_module=ConditionModuleConfig(
+            output_size=32, linear_units=48, attention_heads=2, num_blocks=1, perceiver_mult=2
+        ),
+    )
+
+
+PRESETS: dict[str, GPTConfig] = {"official-v2": GPTConfig(), "tiny": _tiny()}
+
+
+def preset(name: str) -> GPTConfig:
+    """Return a named preset (`official-v2` or `tiny`)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
