@@ -2,16 +2,19 @@
 
 from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
 from .config import PRESETS, ConditionModuleConfig, GPTConfig, preset
+from .factory import TINY_LABEL, build_model
 from .unified_voice import CONDITIONING_MODULES, TeacherForced, UnifiedVoice
 
 __all__ = [
     "CONDITIONING_MODULES",
     "PRESETS",
+    "TINY_LABEL",
     "CheckpointError",
     "ConditionModuleConfig",
     "GPTConfig",
     "TeacherForced",
     "UnifiedVoice",
+    "build_model",
     "load_gpt_checkpoint",
     "load_state_dict_file",
     "preset",

@@ -31,7 +31,9 @@ class ConditionModuleConfig:
 
     def __post_init__(self) -> None:
         if self.input_layer != "conv2d2":
-            raise ValueError(f"condition module input_layer {self.input_layer!r} is not supported (only conv2d2)")
+            raise ValueError(
+                f"condition module input_layer {self.input_layer!r} is not supported (only conv2d2)"
+            )
         if self.output_size % self.attention_heads:
             raise ValueError(
                 f"condition module output_size {self.output_size} is not divisible by "
@@ -100,7 +102,10 @@ class GPTConfig:
             raise ValueError("train_solo_embeddings=true is not an IndexTTS2 v2 model")
         if self.model_dim % self.heads:
             raise ValueError(f"model_dim {self.model_dim} is not divisible by heads {self.heads}")
-        if not (0 <= self.start_mel_token < self.number_mel_codes and 0 <= self.stop_mel_token < self.number_mel_codes):
+        if not (
+            0 <= self.start_mel_token < self.number_mel_codes
+            and 0 <= self.stop_mel_token < self.number_mel_codes
+        ):
             raise ValueError("start/stop mel tokens must lie inside number_mel_codes")
 
     # Derived sizes -------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The `indextts-dist` command line."""

@@ -1,0 +1,38 @@
+"""Entry point of `indextts-dist`: one subcommand per job; user errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..model import CheckpointError
+from ..reference import ReferenceError
+from . import verify
+
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ReferenceError, FileNotFoundError, ValueError)
+"""Errors a user's input can cause: printed as one line with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="indextts-dist",
+        description="Teach IndexTTS2 a speaker's speaking patterns: LoRA on the GPT stage, one global "
+        "conditioning, distributed.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    verify.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"indextts-dist {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

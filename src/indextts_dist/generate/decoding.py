@@ -1,0 +1,302 @@
+"""KV-cached autoregressive decoding of semantic codes from a conditioning prefix and text.
+
+Mirrors the official inference path (SPEC §f): the prompt is `[prefix (34) ; text]`, left-padded over
+the batch, then the start code; every new code is embedded with `mel_embedding` plus a learned mel
+position. By default that position follows the official path, where the k-th generated code gets
+position k + 1 (one slot later than training); `mel_positions="training"` gives position k, the one
+the model saw during training. Greedy, sampling and HF-style beam search/beam-sample are supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from transformers import DynamicCache
+
+from ..model.unified_voice import UnifiedVoice
+from .beams import BeamHypotheses
+from .processors import apply_processors
+
+__all__ = ["DecodingConfig", "GenerationResult", "generate_codes", "prepare_prompt"]
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Decoding settings; defaults are the official `IndexTTS2.infer` ones (SPEC §f.3)."""
+
+    do_sample: bool = True
+    """Sample (True) or take the best scores (False: greedy, or beam search with num_beams > 1)."""
+    num_beams: int = 3
+    """Beams; 1 = plain greedy/sampling."""
+    top_k: int = 30
+    """Keep the k best codes when sampling (0 = off)."""
+    top_p: float = 0.8
+    """Nucleus threshold when sampling (1.0 = off)."""
+    temperature: float = 0.8
+    """Divides the scores when sampling."""
+    repetition_penalty: float = 10.0
+    """HF repetition penalty over every code already in the sequence."""
+    length_penalty: float = 0.0
+    """Beam hypotheses are ranked by sum_logprobs / generated_len ** length_penalty."""
+    max_new_tokens: int = 1500
+    """Cap on generated codes (the official inference cap)."""
+    mel_positions: Literal["official", "training"] = "official"
+    """'official': generated code k at mel position k + 1 (bit-faithful); 'training': position k."""
+    penalize_prompt_ids: bool = True
+    """HF also penalises the ids of the (fake) prompt, 1 and the start code; keep for faithfulness."""
+    seed: int | None = None
+    """Seed of the sampling generator (None: non-deterministic)."""
+
+    def __post_init__(self) -> None:
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.mel_positions not in ("official", "training"):
+            raise ValueError(f"mel_positions must be 'official' or 'training', got {self.mel_positions!r}")
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int = 1500, **overrides: object) -> DecodingConfig:
+        """Deterministic argmax decoding with no repetition penalty."""
+        values: dict[str, object] = {
+            "do_sample": False,
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+            "max_new_tokens": max_new_tokens,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    """Codes per input text (without the stop code) and whether each one stopped by itself."""
+
+    codes: list[torch.Tensor]
+    stopped: list[bool]
+
+
+@dataclass
+class Prompt:
+    embeddings: torch.Tensor  # [B, P, D], left-padded, ends with the start code
+    attention_mask: torch.Tensor  # [B, P]
+
+
+def _strip_text_ids(ids: Sequence[int], model: UnifiedVoice) -> list[int]:
+    special = {model.cfg.start_text_token, model.cfg.stop_text_token}
+    return [int(i) for i in ids if int(i) not in special]
+
+
+def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Sequence[int]]) -> Prompt:
+    """`[pad… ; prefix ; <s> text </s>] + [start code at mel position 0]`, left-padded (SPEC §f.1)."""
+    cfg = model.cfg
+    device = model.mel_embedding.weight.device
+    dtype = model.mel_embedding.weight.dtype
+    if prefix.dim() == 2:
+        prefix = prefix.unsqueeze(0)
+    if prefix.size(0) not in (1, len(texts)):
+        raise ValueError(f"prefix batch {prefix.size(0)} does not match {len(texts)} texts")
+    rows = []
+    for i, ids in enumerate(texts):
+        ids = _strip_text_ids(ids, model)
+        if len(ids) + 2 > cfg.text_positions:
+            raise ValueError(f"text of {len(ids)} tokens exceeds the model's limit of {cfg.max_text_tokens}")
+        text = torch.tensor([cfg.start_text_token, *ids, cfg.stop_text_token], device=device)[None]
+        item_prefix = prefix[i if prefix.size(0) > 1 else 0].to(device=device, dtype=dtype)
+        rows.append(torch.cat([item_prefix, model.embed_text(text)[0]], dim=0))
+    width = max(r.size(0) for r in rows)
+    emb = torch.zeros(len(rows), width, cfg.model_dim, device=device, dtype=dtype)
+    mask = torch.zeros(len(rows), width + 1, dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        emb[i, width - r.size(0) :] = r
+        mask[i, width - r.size(0) :] = 1
+    start = model.embed_mel(torch.full((len(rows), 1), cfg.start_mel_token, device=device))
+    return Prompt(torch.cat([emb, start], dim=1), mask)
+
+
+def _mel_logits(model: UnifiedVoice, hidden: torch.Tensor) -> torch.Tensor:
+    return model.mel_head(model.final_norm(hidden[:, -1])).float()
+
+
+def _next_position(cfg: DecodingConfig, generated: int) -> int:
+    """Mel position of the `generated`-th generated code (1-based)."""
+    return generated + 1 if cfg.mel_positions == "official" else generated
+
+
+@torch.no_grad()
+def generate_codes(
+    model: UnifiedVoice,
+    prefix: torch.Tensor,
+    texts: Sequence[Sequence[int]],
+    cfg: DecodingConfig | None = None,
+) -> GenerationResult:
+    """Generate semantic codes for each text under `prefix` ([34, D], [1, 34, D] or [B, 34, D])."""
+    cfg = cfg or DecodingConfig()
+    if not texts:
+        return GenerationResult([], [])
+    mcfg = model.cfg
+    limit = mcfg.mel_positions - 1 - (1 if cfg.mel_positions == "official" else 0)
+    max_new = min(cfg.max_new_tokens, limit)
+    prompt = prepare_prompt(model, prefix, texts)
+    generator = torch.Generator(device=prompt.embeddings.device)
+    if cfg.seed is not None:
+        generator.manual_seed(cfg.seed)
+    else:
+        generator.seed()
+    if cfg.num_beams == 1:
+        return _decode_single(model, prompt, cfg, max_new, generator)
+    return _decode_beams(model, prompt, cfg, max_new, generator)
+
+
+def _initial_seen(model: UnifiedVoice, rows: int, cfg: DecodingConfig, device: torch.device) -> torch.Tensor:
+    seen = torch.zeros(rows, model.cfg.number_mel_codes, dtype=torch.bool, device=device)
+    if cfg.penalize_prompt_ids:
+        # HF's prompt ids are 1 for every prefix/text slot and the start code; both get penalised.
+        seen[:, [1, model.cfg.start_mel_token]] = True
+    return seen
+
+
+def _step(
+    model: UnifiedVoice, cache: DynamicCache, tokens: torch.Tensor, mask: torch.Tensor, position: int
+) -> torch.Tensor:
+    emb = model.embed_mel(tokens[:, None], position_offset=position)
+    out = model.gpt(inputs_embeds=emb, attention_mask=mask, cache=cache, use_cache=True)
+    return _mel_logits(model, out.last_hidden_state)
+
+
+def _decode_single(
+    model: UnifiedVoice, prompt: Prompt, cfg: DecodingConfig, max_new: int, generator: torch.Generator
+) -> GenerationResult:
+    batch = prompt.embeddings.size(0)
+    device = prompt.embeddings.device
+    stop = model.cfg.stop_mel_token
+    cache = DynamicCache()
+    mask = prompt.attention_mask
+    out = model.gpt(inputs_embeds=prompt.embeddings, attention_mask=mask, cache=cache, use_cache=True)
+    logits = _mel_logits(model, out.last_hidden_state)
+    seen = _initial_seen(model, batch, cfg, device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    generated: list[torch.Tensor] = []
+    for step in range(1, max_new + 1):
+        scores = apply_processors(
+            logits, seen, penalty=cfg.repetition_penalty, do_sample=cfg.do_sample,
+            temp=cfg.temperature, k=cfg.top_k, p=cfg.top_p, min_keep=1,
+        )  # fmt: skip
+        if cfg.do_sample:
+            tokens = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        else:
+            tokens = scores.argmax(-1)
+        tokens = torch.where(finished, torch.full_like(tokens, stop), tokens)
+        generated.append(tokens)
+        seen[torch.arange(batch, device=device), tokens] = True
+        finished |= tokens == stop
+        if bool(finished.all()) or step == max_new:
+            break
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+        logits = _step(model, cache, tokens, mask, _next_position(cfg, step))
+    return _collect(torch.stack(generated, dim=1), stop)
+
+
+def _collect(rows: torch.Tensor, stop: int) -> GenerationResult:
+    codes, stopped = [], []
+    for row in rows:
+        hits = (row == stop).nonzero()
+        end = int(hits[0]) if len(hits) else row.numel()
+        codes.append(row[:end].cpu())
+        stopped.append(bool(len(hits)))
+    return GenerationResult(codes, stopped)
+
+
+def _decode_beams(
+    model: UnifiedVoice, prompt: Prompt, cfg: DecodingConfig, max_new: int, generator: torch.Generator
+) -> GenerationResult:
+    """HF beam search / beam-sample with its BeamSearchScorer rules (SPEC §f.3)."""
+    beams = cfg.num_beams
+    batch = prompt.embeddings.size(0)
+    device = prompt.embeddings.device
+    stop = model.cfg.stop_mel_token
+    vocab = model.cfg.number_mel_codes
+    rows = batch * beams
+    emb = prompt.embeddings.repeat_interleave(beams, dim=0)
+    mask = prompt.attention_mask.repeat_interleave(beams, dim=0)
+    cache = DynamicCache()
+    out = model.gpt(inputs_embeds=emb, attention_mask=mask, cache=cache, use_cache=True)
+    logits = _mel_logits(model, out.last_hidden_state)
+    seen = _initial_seen(model, rows, cfg, device)
+    beam_scores = torch.zeros(batch, beams, device=device)
+    beam_scores[:, 1:] = -1e9  # all beams start identical: let only the first one expand
+    beam_scores = beam_scores.view(-1)
+    hyps = [BeamHypotheses(beams, cfg.length_penalty) for _ in range(batch)]
+    done = [False] * batch
+    sequences = torch.zeros(rows, 0, dtype=torch.long, device=device)
+    keep = 2 * beams
+    for step in range(1, max_new + 1):
+        log_probs = torch.log_softmax(logits, dim=-1)
+        processed = apply_processors(
+            log_probs, seen, penalty=cfg.repetition_penalty, do_sample=cfg.do_sample,
+            temp=cfg.temperature, k=cfg.top_k, p=cfg.top_p, min_keep=2,
+        )  # fmt: skip
+        scores = (processed + beam_scores[:, None]).view(batch, beams * vocab)
+        if cfg.do_sample:
+            picks = torch.multinomial(scores.softmax(-1), keep, generator=generator)
+            pick_scores = torch.gather(scores, -1, picks)
+            pick_scores, order = torch.sort(pick_scores, descending=True, dim=-1)
+            picks = torch.gather(picks, -1, order)
+        else:
+            pick_scores, picks = torch.topk(scores, keep, dim=-1)
+        next_beam_scores = torch.zeros(batch, beams, device=device)
+        next_tokens = torch.full((batch, beams), stop, dtype=torch.long, device=device)
+        next_rows = torch.zeros(batch, beams, dtype=torch.long, device=device)
+        for b in range(batch):
+            if done[b]:
+                next_rows[b] = b * beams
+                continue
+            slot = 0
+            for rank in range(keep):
+                token = int(picks[b, rank]) % vocab
+                row = b * beams + int(picks[b, rank]) // vocab
+                score = float(pick_scores[b, rank])
+                if token == stop:
+                    if rank < beams:
+                        hyps[b].add(sequences[row].clone(), score, step - 1)
+                    continue
+                next_beam_scores[b, slot] = score
+                next_tokens[b, slot] = token
+                next_rows[b, slot] = row
+                slot += 1
+                if slot == beams:
+                    break
+            done[b] = done[b] or hyps[b].is_done(float(pick_scores[b].max()), step - 1)
+        beam_idx = next_rows.view(-1)
+        beam_scores = next_beam_scores.view(-1)
+        tokens = next_tokens.view(-1)
+        sequences = torch.cat([sequences[beam_idx], tokens[:, None]], dim=1)
+        seen = seen[beam_idx]
+        seen[torch.arange(rows, device=device), tokens] = True
+        if all(done) or step == max_new:
+            break
+        cache.reorder_cache(beam_idx)
+        mask = torch.cat([mask[beam_idx], mask.new_ones(rows, 1)], dim=1)
+        logits = _step(model, cache, tokens, mask, _next_position(cfg, step))
+    codes, stopped = [], []
+    for b in range(batch):
+        if not done[b]:
+            for j in range(beams):
+                row = b * beams + j
+                hyps[b].add(sequences[row].clone(), float(beam_scores[row]), sequences.size(1), stopped=False)
+        best, reached_stop = hyps[b].best()
+        codes.append(best.cpu())
+        stopped.append(reached_stop)
+    return GenerationResult(codes, stopped)
