@@ -49,6 +49,8 @@ class DecodingConfig:
     """HF also penalises the ids of the (fake) prompt, 1 and the start code; keep for faithfulness."""
     seed: int | None = None
     """Seed of the sampling generator (None: non-deterministic)."""
+    use_kv_cache: bool = True
+    """False recomputes the whole sequence each step: the baseline that validates and measures the cache."""
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
@@ -168,12 +170,35 @@ def _initial_seen(model: UnifiedVoice, rows: int, cfg: DecodingConfig, device: t
     return seen
 
 
-def _step(
-    model: UnifiedVoice, cache: DynamicCache, tokens: torch.Tensor, mask: torch.Tensor, position: int
-) -> torch.Tensor:
-    emb = model.embed_mel(tokens[:, None], position_offset=position)
-    out = model.gpt(inputs_embeds=emb, attention_mask=mask, cache=cache, use_cache=True)
-    return _mel_logits(model, out.last_hidden_state)
+class _Backbone:
+    """Runs the GPT over a growing sequence: with a KV cache (one new position per step), or, as the
+    baseline that validates the cache and that `benchmarks/generate.py` measures, by recomputing the
+    whole sequence every step."""
+
+    def __init__(self, model: UnifiedVoice, use_cache: bool) -> None:
+        self.model = model
+        self.cache = DynamicCache() if use_cache else None
+        self.history: torch.Tensor | None = None
+
+    def _run(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.cache is None:
+            self.history = emb if self.history is None else torch.cat([self.history, emb], dim=1)
+            out = self.model.gpt(inputs_embeds=self.history, attention_mask=mask, use_cache=False)
+        else:
+            out = self.model.gpt(inputs_embeds=emb, attention_mask=mask, cache=self.cache, use_cache=True)
+        return _mel_logits(self.model, out.last_hidden_state)
+
+    def start(self, prompt_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._run(prompt_emb, mask)
+
+    def step(self, tokens: torch.Tensor, mask: torch.Tensor, position: int) -> torch.Tensor:
+        return self._run(self.model.embed_mel(tokens[:, None], position_offset=position), mask)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        if self.cache is not None:
+            self.cache.reorder_cache(rows)
+        elif self.history is not None:
+            self.history = self.history[rows]
 
 
 def _decode_single(
@@ -182,10 +207,9 @@ def _decode_single(
     batch = prompt.embeddings.size(0)
     device = prompt.embeddings.device
     stop = model.cfg.stop_mel_token
-    cache = DynamicCache()
+    backbone = _Backbone(model, cfg.use_kv_cache)
     mask = prompt.attention_mask
-    out = model.gpt(inputs_embeds=prompt.embeddings, attention_mask=mask, cache=cache, use_cache=True)
-    logits = _mel_logits(model, out.last_hidden_state)
+    logits = backbone.start(prompt.embeddings, mask)
     seen = _initial_seen(model, batch, cfg, device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     generated: list[torch.Tensor] = []
@@ -205,7 +229,7 @@ def _decode_single(
         if bool(finished.all()) or step == max_new:
             break
         mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
-        logits = _step(model, cache, tokens, mask, _next_position(cfg, step))
+        logits = backbone.step(tokens, mask, _next_position(cfg, step))
     return _collect(torch.stack(generated, dim=1), stop)
 
 
@@ -231,9 +255,8 @@ def _decode_beams(
     rows = batch * beams
     emb = prompt.embeddings.repeat_interleave(beams, dim=0)
     mask = prompt.attention_mask.repeat_interleave(beams, dim=0)
-    cache = DynamicCache()
-    out = model.gpt(inputs_embeds=emb, attention_mask=mask, cache=cache, use_cache=True)
-    logits = _mel_logits(model, out.last_hidden_state)
+    backbone = _Backbone(model, cfg.use_kv_cache)
+    logits = backbone.start(emb, mask)
     seen = _initial_seen(model, rows, cfg, device)
     beam_scores = torch.zeros(batch, beams, device=device)
     beam_scores[:, 1:] = -1e9  # all beams start identical: let only the first one expand
@@ -287,9 +310,9 @@ def _decode_beams(
         seen[torch.arange(rows, device=device), tokens] = True
         if all(done) or step == max_new:
             break
-        cache.reorder_cache(beam_idx)
+        backbone.reorder(beam_idx)
         mask = torch.cat([mask[beam_idx], mask.new_ones(rows, 1)], dim=1)
-        logits = _step(model, cache, tokens, mask, _next_position(cfg, step))
+        logits = backbone.step(tokens, mask, _next_position(cfg, step))
     codes, stopped = [], []
     for b in range(batch):
         if not done[b]:
