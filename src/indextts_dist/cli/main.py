@@ -8,9 +8,18 @@ from collections.abc import Sequence
 
 from ..model import CheckpointError
 from ..reference import ReferenceError
-from . import verify
+from ..conditioning import ConditioningError
+from ..text import TokenizerError
+from . import demo, generate, verify
 
-USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ReferenceError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    ConditioningError,
+    ReferenceError,
+    TokenizerError,
+    FileNotFoundError,
+    ValueError,
+)
 """Errors a user's input can cause: printed as one line with exit code 2."""
 
 
@@ -21,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "conditioning, distributed.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    verify.add_parser(sub)
+    for command in (demo, generate, verify):
+        command.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,77 @@
+"""`global_conditioning.safetensors`: tensors `gpt_conditioning [32, D]` and `emo_vec [D]` plus metadata.
+
+Safetensors only (nothing unpickled), written atomically, validated on load against the model it is
+meant for, so a conditioning from another model size fails with one line instead of a shape error
+deep inside the GPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from ..utils.atomic import atomic_write_bytes
+
+from ..model.config import GPTConfig
+
+__all__ = ["ConditioningError", "GlobalConditioning", "load_conditioning", "save_conditioning"]
+
+
+class ConditioningError(ValueError):
+    """A conditioning file that is missing, unreadable, or does not fit the model."""
+
+
+@dataclass
+class GlobalConditioning:
+    gpt_conditioning: torch.Tensor
+    """Mean perceiver output of the speaker path, [condition_num_latent, model_dim] (without e)."""
+    emo_vec: torch.Tensor
+    """Mean emotion vector e (after emo_layer), [model_dim]."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """num_clips, method, base-model fingerprint, source digest… (strings, as safetensors requires)."""
+
+    def check_fits(self, cfg: GPTConfig, source: str = "conditioning") -> None:
+        want = (cfg.condition_num_latent, cfg.model_dim)
+        if tuple(self.gpt_conditioning.shape) != want:
+            raise ConditioningError(
+                f"{source}: gpt_conditioning has shape {list(self.gpt_conditioning.shape)}, "
+                f"the model needs {list(want)}"
+            )
+        if tuple(self.emo_vec.shape) != (cfg.model_dim,):
+            raise ConditioningError(
+                f"{source}: emo_vec has shape {list(self.emo_vec.shape)}, the model needs [{cfg.model_dim}]"
+            )
+
+
+def save_conditioning(cond: GlobalConditioning, path: str | Path) -> Path:
+    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+    tensors = {
+        "gpt_conditioning": cond.gpt_conditioning.detach().float().cpu().contiguous(),
+        "emo_vec": cond.emo_vec.detach().float().cpu().contiguous(),
+    }
+    data = save(tensors, metadata={k: str(v) for k, v in cond.metadata.items()})
+    return atomic_write_bytes(path, data)
+
+
+def load_conditioning(path: str | Path, cfg: GPTConfig | None = None) -> GlobalConditioning:
+    """Read and (when `cfg` is given) validate against the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConditioningError(f"{path}: conditioning file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ConditioningError(f"{path}: not a safetensors conditioning file ({exc})") from exc
+    missing = [k for k in ("gpt_conditioning", "emo_vec") if k not in tensors]
+    if missing:
+        raise ConditioningError(f"{path}: missing tensor {missing[0]!r}")
+    cond = GlobalConditioning(tensors["gpt_conditioning"], tensors["emo_vec"], dict(metadata))
+    if cfg is not None:
+        cond.check_fits(cfg, str(path))
+    return cond
