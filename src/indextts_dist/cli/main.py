@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..conditioning import ConditioningError
 from ..model import CheckpointError
 from ..reference import ReferenceError
-from ..conditioning import ConditioningError
 from ..text import TokenizerError
 from . import demo, generate, verify
 

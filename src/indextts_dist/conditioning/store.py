@@ -14,9 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from ..utils.atomic import atomic_write_bytes
-
 from ..model.config import GPTConfig
+from ..utils.atomic import atomic_write_bytes
 
 __all__ = ["ConditioningError", "GlobalConditioning", "load_conditioning", "save_conditioning"]
 
