@@ -41,6 +41,9 @@ def test_conditioning_round_trip_and_refusals(tmp_path):
         load_conditioning(tmp_path / "bad.safetensors")
 
 
+pytestmark = pytest.mark.slow  # runs the real `indextts-dist demo` end to end (still part of CI)
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
