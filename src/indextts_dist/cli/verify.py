@@ -8,12 +8,16 @@ from collections.abc import Callable
 import torch
 
 from ..reference import ReferenceCheck, compare_outputs, load_reference
+from ..reference.codec import CODEC_ATOL, recompute_codec
 from ..reference.gpt import GPT_ATOL, recompute_gpt
 from ..reference.report import ReferenceFile
 
 Recompute = Callable[[ReferenceFile], dict[str, torch.Tensor]]
 
-KINDS: dict[str, tuple[Recompute, float]] = {"gpt": (recompute_gpt, GPT_ATOL)}
+KINDS: dict[str, tuple[Recompute, float]] = {
+    "gpt": (recompute_gpt, GPT_ATOL),
+    "codec": (recompute_codec, CODEC_ATOL),
+}
 """Stage name -> (recompute function, float tolerance)."""
 
 

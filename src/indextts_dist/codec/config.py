@@ -1,0 +1,75 @@
+"""The semantic codec's configuration: the official `semantic_codec:` block of IndexTTS2's `config.yaml`.
+
+Same keys as the official block (plus the two constructor defaults it relies on), so the block pasted
+from the released `config.yaml`, or a reference file's `config`, builds the model that loads MaskGCT's
+`semantic_codec/model.safetensors` strictly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["CODEC_PRESETS", "CodecConfig", "codec_preset"]
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """The `semantic_codec:` block (v2) with `num_quantizers` and `downsample_scale` made explicit."""
+
+    codebook_size: int = 8192
+    """Number of semantic codes; the GPT's `number_mel_codes` is this + start + stop."""
+    hidden_size: int = 1024
+    """Width of the input features (w2v-BERT 2.0) and of the quantized embedding S2Mel consumes."""
+    codebook_dim: int = 8
+    """Width of the factorized codebook; the nearest neighbour is searched in this space."""
+    vocos_dim: int = 384
+    """Channels of the ConvNeXt (Vocos) backbone."""
+    vocos_intermediate_dim: int = 2048
+    """Inner width of each ConvNeXt block's pointwise MLP."""
+    vocos_num_layers: int = 12
+    """ConvNeXt blocks per backbone; the receptive field is ±(3 + 3·layers) frames."""
+    num_quantizers: int = 1
+    """Residual VQ stages. A constructor default the official config never sets; only 1 exists."""
+    downsample_scale: int = 1
+    """Temporal downsampling. A constructor default; 1 means one code per 50 Hz feature frame."""
+
+    def __post_init__(self) -> None:
+        # Other values would add modules (down/up convs, more stages) that no IndexTTS2 file holds.
+        if self.num_quantizers != 1:
+            raise ValueError(f"codec num_quantizers={self.num_quantizers} is not supported (only 1)")
+        if self.downsample_scale != 1:
+            raise ValueError(f"codec downsample_scale={self.downsample_scale} is not supported (only 1)")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"codec {f.name} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
+        """Build from an official `semantic_codec:` block; unknown keys are an error, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown codec config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+CODEC_PRESETS: dict[str, CodecConfig] = {
+    "official-v2": CodecConfig(),
+    # Exactly the config of `reference_codec_tiny.*`; its 64 codes are the tiny GPT preset's codebook.
+    "tiny": CodecConfig(codebook_size=64, vocos_dim=32, vocos_intermediate_dim=64, vocos_num_layers=2),
+}
+
+
+def codec_preset(name: str) -> CodecConfig:
+    """Return a named codec preset (`official-v2` or `tiny`)."""
+    try:
+        return CODEC_PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown codec preset {name!r}; choose one of: {', '.join(CODEC_PRESETS)}"
+        ) from None

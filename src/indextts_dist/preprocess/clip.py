@@ -1,0 +1,129 @@
+"""One clip from file to training sample: audio -> transcript -> text ids, features -> codes, latents.
+
+Every failure a user's data can cause raises `ClipRejected` with a short reason code and a one-line
+message; the caller records it in `rejects.jsonl` and moves on.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..audio import ClipRejected, prepare_clip
+from .components import Components
+from .listing import ListedClip
+from .options import PreprocessOptions
+
+__all__ = ["MARKER_RE", "ProcessedClip", "StageTimer", "count_markers", "process_clip", "sample_key"]
+
+MARKER_RE = re.compile(r"\[(PAUSE|LONG|UH|UM|HMM|AH|ER)\]", re.IGNORECASE)
+
+
+def count_markers(text: str) -> Counter[str]:
+    return Counter(f"[{m.upper()}]" for m in MARKER_RE.findall(text))
+
+
+def sample_key(listed: ListedClip) -> str:
+    """A webdataset key: no dots or slashes (they would split extensions), unique by content hash."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", listed.relative.rsplit(".", 1)[0]).strip("_")[:80]
+    return f"{stem or 'clip'}-{(listed.sha256 or '')[:10]}"
+
+
+@dataclass
+class StageTimer:
+    """Wall seconds spent per stage (decode, asr, text, features, codec, conditioning)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class ProcessedClip:
+    key: str
+    text_ids: np.ndarray
+    codes: np.ndarray
+    meta: dict
+    spk_latents: torch.Tensor
+    emo_vec: torch.Tensor
+
+
+@torch.no_grad()
+def process_clip(
+    listed: ListedClip,
+    comps: Components,
+    opts: PreprocessOptions,
+    override: str | None,
+    timer: StageTimer | None = None,
+) -> ProcessedClip:
+    timer = timer or StageTimer()
+    if listed.reject is not None:
+        raise ClipRejected(listed.relative, *listed.reject)
+    with timer.stage("decode"):
+        clip = prepare_clip(listed.path, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
+    if override is None:
+        with timer.stage("asr"):
+            raw_text = comps.transcriber.transcribe(clip.samples).text
+    else:
+        raw_text = override
+    text = " ".join(raw_text.split())
+    if not text:
+        raise ClipRejected(listed.relative, "empty_transcript", "the transcript is empty (no speech found)")
+    ids = comps.tokenizer.encode(text)
+    if not ids:
+        raise ClipRejected(listed.relative, "empty_transcript", "the transcript has no tokens")
+    unk_share = comps.tokenizer.unk_share(ids)
+    if unk_share > opts.max_unk_share:
+        raise ClipRejected(
+            listed.relative, "unknown_tokens", f"{unk_share:.0%} of the transcript's pieces are <unk>"
+        )
+    cfg = comps.gpt.cfg
+    if len(ids) > cfg.max_text_tokens:
+        raise ClipRejected(
+            listed.relative,
+            "text_too_long",
+            f"{len(ids)} text tokens exceed the model's {cfg.max_text_tokens}",
+        )
+    device = next(comps.gpt.parameters()).device
+    with timer.stage("features"):
+        feats = comps.features(clip.samples).to(device)
+    with timer.stage("codec"):
+        codes = comps.codec.quantize(feats[None])[0][0]
+    with timer.stage("conditioning"):
+        lengths = torch.tensor([feats.size(0)], device=device)
+        spk = comps.gpt.get_conditioning(feats[None], lengths)[0]
+        emo = comps.gpt.get_emo_vec(feats[None], lengths)[0]
+    meta = {
+        "id": sample_key(listed),
+        "source": listed.relative,
+        "sha256": listed.sha256,
+        "duration_s": round(clip.duration_s, 4),
+        "text": text,
+        "text_normalized": comps.tokenizer.prepare(text),
+        "text_len": len(ids),
+        "code_len": int(codes.numel()),
+        "transcript_source": "csv" if override is not None else "asr",
+        "unk_share": round(unk_share, 4),
+        "markers": dict(count_markers(text)),
+    }
+    return ProcessedClip(
+        meta["id"],
+        np.asarray(ids, dtype=np.int32),
+        codes.cpu().numpy().astype(np.int32),
+        meta,
+        spk.double().cpu(),
+        emo.double().cpu(),
+    )

@@ -1,0 +1,91 @@
+"""The run's summary files, written by rank 0 from every unit's record once all ranks are done.
+
+`dataset_info.json` (version `v2_pattern_conditioned`: built with ONE global conditioning),
+`rejects.jsonl` (one line per rejected clip) and `transcripts_verbatim.csv` (the transcripts, in the
+same `file,text` format `--transcripts` reads, so a user can correct and re-run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from ..utils.atomic import atomic_write_text
+from .shards import UnitResult
+from .transcripts import transcripts_csv
+
+__all__ = ["DATASET_VERSION", "validation_split", "write_summary_files"]
+
+DATASET_VERSION = "v2_pattern_conditioned"
+
+
+def validation_split(keys: list[str], fraction: float, seed: int) -> list[str]:
+    """A deterministic held-out set, independent of how clips were dealt to ranks."""
+    if len(keys) < 2 or fraction <= 0:
+        return []
+    count = min(len(keys) - 1, max(1, round(fraction * len(keys))))
+    ranked = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    return sorted(ranked[:count])
+
+
+def write_summary_files(
+    out: Path,
+    units: list[UnitResult],
+    total_inputs: int,
+    fingerprints: dict[str, str],
+    preset: str,
+    val_fraction: float,
+    seed: int,
+) -> dict:
+    samples = [s for u in units for s in u.samples]
+    rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
+    if len(samples) + len(rejects) != total_inputs:
+        raise RuntimeError(
+            f"bookkeeping error: {len(samples)} accepted + {len(rejects)} rejected != {total_inputs} inputs"
+        )
+    markers: Counter[str] = Counter()
+    for s in samples:
+        markers.update(s["markers"])
+    words = sum(len(s["text"].split()) for s in samples)
+    unk_pieces = sum(s["unk_share"] * s["text_len"] for s in samples)
+    text_pieces = sum(s["text_len"] for s in samples)
+    seconds = sum(s["duration_s"] for s in samples)
+    info = {
+        "version": DATASET_VERSION,
+        "preset": preset,
+        "conditioning": "global_conditioning.safetensors",
+        "counts": {
+            "inputs": total_inputs,
+            "accepted": len(samples),
+            "rejected": len(rejects),
+            "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        },
+        "audio_hours": round(seconds / 3600, 6),
+        "codes_total": sum(s["code_len"] for s in samples),
+        "fingerprints": fingerprints,
+        "markers": {
+            "counts": dict(sorted(markers.items())),
+            "clips_with_markers": sum(1 for s in samples if s["markers"]),
+            "per_100_words": {m: round(100 * c / max(words, 1), 3) for m, c in sorted(markers.items())},
+            "words": words,
+        },
+        "tokenizer_coverage": {
+            "unk_share_total": round(unk_pieces / max(text_pieces, 1), 6),
+            "unk_share_per_clip": {s["id"]: s["unk_share"] for s in samples},
+        },
+        "shards": [
+            {"file": u.tar, "samples": len(u.samples)}
+            for u in sorted(units, key=lambda u: u.tar or "")
+            if u.tar
+        ],
+        "splits": {"val": validation_split([s["id"] for s in samples], val_fraction, seed)},
+    }
+    atomic_write_text(out / "dataset_info.json", json.dumps(info, indent=1, ensure_ascii=False))
+    atomic_write_text(
+        out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
+    )
+    rows = sorted((s["source"], s["text"]) for s in samples)
+    atomic_write_text(out / "transcripts_verbatim.csv", transcripts_csv(rows))
+    return info

@@ -1,0 +1,173 @@
+"""The preprocess job on one rank: its share of clips, unit by unit, then ONE all-reduce.
+
+    torchrun --nproc_per_node N preprocess/run.py --audio-dir clips/ --out data/
+
+Each rank deals itself clips by index, processes them in shard units (resumable), sums speaker
+latents and emotion vectors in float64, and joins a single `all_reduce(SUM)` of (sums, count). Rank 0
+then divides, writes `global_conditioning.safetensors`, and merges every unit's record into
+`rejects.jsonl`, `dataset_info.json` and `transcripts_verbatim.csv`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..audio import ClipRejected
+from ..audio.decode import display_path
+from ..conditioning import GlobalConditioning, save_conditioning
+from ..distributed import World, init_world, reduction_device
+from .clip import StageTimer, process_clip
+from .components import Components, load_components
+from .dataset_info import DATASET_VERSION, write_summary_files
+from .listing import ListedClip, deal, list_clips
+from .options import PreprocessOptions
+from .shards import ConditioningSums, UnitResult, load_unit, write_unit
+from .transcripts import read_transcripts
+
+__all__ = ["run_preprocess"]
+
+
+def _blocks(clips: list[ListedClip], size: int) -> list[list[ListedClip]]:
+    return [clips[i : i + size] for i in range(0, len(clips), size)]
+
+
+def _override(table: dict[str, str], clip: ListedClip) -> str | None:
+    return table.get(clip.relative, table.get(Path(clip.relative).name))
+
+
+def _process_block(
+    block: list[ListedClip],
+    comps: Components,
+    opts: PreprocessOptions,
+    overrides: dict[str, str],
+    bar: tqdm,
+    timer: StageTimer,
+) -> tuple[list, list[dict], ConditioningSums]:
+    cfg = comps.gpt.cfg
+    samples, rejects = [], []
+    sums = ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim)
+    for clip in block:
+        try:
+            sample = process_clip(clip, comps, opts, _override(overrides, clip), timer)
+        except ClipRejected as exc:
+            message = " ".join(str(exc).split())
+            rejects.append(
+                {
+                    "index": clip.index,
+                    "path": display_path(clip.relative),
+                    "reason": exc.reason,
+                    "message": message,
+                }
+            )
+            tqdm.write(f"warning: rejected {message}", file=sys.stderr)
+        else:
+            samples.append(sample)
+            sums.add(sample.spk_latents, sample.emo_vec)
+        bar.update(1)
+    return samples, rejects, sums
+
+
+def _rank_units(
+    opts: PreprocessOptions,
+    world: World,
+    mine: list[ListedClip],
+    comps: Components,
+    overrides: dict[str, str],
+) -> tuple[list[UnitResult], ConditioningSums]:
+    cfg = comps.gpt.cfg
+    total = ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim)
+    units = []
+    bar = tqdm(total=len(mine), desc=f"rank {world.rank}", unit="clip", position=world.rank, mininterval=1.0)
+    timer = StageTimer()
+    started = time.perf_counter()
+    for k, block in enumerate(_blocks(mine, opts.clips_per_shard)):
+        sources = [display_path(c.relative) for c in block]
+        unit = load_unit(opts.out, world.rank, k, sources)
+        if unit is None:
+            samples, rejects, sums = _process_block(block, comps, opts, overrides, bar, timer)
+            unit = write_unit(opts.out, world.rank, k, sources, samples, rejects, sums)
+        else:
+            bar.update(len(block))
+        assert unit.sums is not None
+        total.merge(unit.sums)
+        units.append(unit)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()) or "all reused"
+    reused = sum(u.reused for u in units)
+    tqdm.write(
+        f"rank {world.rank}: {len(mine)} clips in {elapsed:.1f}s "
+        f"({len(mine) / max(elapsed, 1e-9):.2f} clips/s; "
+        f"{reused}/{len(units)} shard units reused; {stages})",
+        file=sys.stderr,
+    )
+    return units, total
+
+
+def _all_units(opts: PreprocessOptions, clips: list[ListedClip], world_size: int) -> list[UnitResult]:
+    units = []
+    for rank in range(world_size):
+        for k, block in enumerate(_blocks(deal(clips, rank, world_size), opts.clips_per_shard)):
+            unit = load_unit(opts.out, rank, k, [display_path(c.relative) for c in block])
+            if unit is None:
+                raise RuntimeError(f"{opts.out}: unit {k} of rank {rank} is missing after all ranks finished")
+            units.append(unit)
+    return units
+
+
+def _source_digest(clips: list[ListedClip], units: list[UnitResult]) -> str:
+    accepted = sorted(s["sha256"] for u in units for s in u.samples)
+    return hashlib.sha256("\n".join(accepted).encode()).hexdigest()
+
+
+def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict | None:
+    """Run this rank's part; returns dataset_info on rank 0 (None elsewhere)."""
+    world = world or init_world()
+    started = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    clips = list_clips(opts.audio_dir)
+    mine = deal(clips, world.rank, world.size)
+    overrides = read_transcripts(opts.transcripts) if opts.transcripts else {}
+    device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed).to(device)
+    units, sums = _rank_units(opts, world, mine, comps, overrides)
+
+    flat = sums.flat().to(reduction_device())
+    if world.size > 1:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)  # the one collective of the job
+    if not world.is_main:
+        return None
+    flat = flat.cpu()
+    cfg = comps.gpt.cfg
+    count = round(float(flat[-1]))
+    all_units = _all_units(opts, clips, world.size) if world.size > 1 else units
+    info = write_summary_files(
+        opts.out, all_units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed
+    )
+    if count == 0:
+        raise ValueError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
+    spk_size = cfg.condition_num_latent * cfg.model_dim
+    mean_spk = (flat[:spk_size] / count).view(cfg.condition_num_latent, cfg.model_dim)
+    mean_emo = flat[spk_size : spk_size + cfg.model_dim] / count
+    metadata = {
+        "num_clips": str(count),
+        "method": "mean",
+        "preset": opts.preset,
+        "base_model_fingerprint": comps.fingerprints["gpt"],
+        "features_fingerprint": comps.fingerprints["features"],
+        "source_digest": _source_digest(clips, all_units),
+        "dataset_version": DATASET_VERSION,
+    }
+    save_conditioning(
+        GlobalConditioning(mean_spk.float(), mean_emo.float(), metadata),
+        opts.out / "global_conditioning.safetensors",
+    )
+    info["elapsed_s"] = round(time.perf_counter() - started, 2)
+    return info

@@ -1,0 +1,48 @@
+"""Settings of one preprocess run (what `preprocess/run.py` and `indextts-dist preprocess` parse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PreprocessOptions"]
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    audio_dir: Path
+    """Folder of clips (searched recursively)."""
+    out: Path
+    """Output folder: shards, rejects.jsonl, dataset_info.json, global_conditioning.safetensors."""
+    transcripts: Path | None = None
+    """CSV `file,text` whose rows override ASR for those files."""
+    preset: str = "tiny"
+    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `weights_dir`)."""
+    weights_dir: Path | None = None
+    """gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/, semantic_codec/model.safetensors."""
+    whisper_model: str | None = None
+    """faster-whisper model name or CTranslate2 folder; default: the bundled tiny.en."""
+    min_seconds: float = 1.0
+    """Shortest clip kept (after trimming silence at the ends)."""
+    max_seconds: float = 15.0
+    """Longest clip kept (IndexTTS2 prompts are cut at 15 s)."""
+    max_unk_share: float = 0.5
+    """Reject a clip when more than this share of its text pieces are `<unk>`."""
+    clips_per_shard: int = 64
+    """Clips (accepted or not) handled per shard: the unit of resumption after a crash."""
+    val_fraction: float = 0.1
+    """Share of accepted clips held out for validation loss (at least one when there are two or more)."""
+    seed: int = 0
+    """Seed of the tiny preset's random weights and of the validation split."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_seconds < self.max_seconds:
+            raise ValueError(
+                f"need 0 < min_seconds < max_seconds, got {self.min_seconds}, {self.max_seconds}"
+            )
+        if self.clips_per_shard < 1:
+            raise ValueError("clips_per_shard must be >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("val_fraction must be in [0, 1)")
+        if self.preset != "tiny" and self.weights_dir is None:
+            raise ValueError(f"preset {self.preset!r} needs --weights-dir")
