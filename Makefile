@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup setup-dev system-deps lint clean
 
@@ -24,19 +25,20 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 setup-dev: $(STAMP)
 
+# Debian packages: espeak-ng (test speech), sox and ffmpeg (formats). Installed only if missing.
 system-deps:
 	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all ffmpeg; \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all ffmpeg; \
 	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-demo: $(VENV)/.installed
+demo: system-deps $(VENV)/.installed
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(VENV)/bin/indextts-dist demo --out demo_out
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(VENV)/bin/pytest -q
 
