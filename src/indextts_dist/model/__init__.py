@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
 from .config import PRESETS, ConditionModuleConfig, GPTConfig, preset
-from .factory import TINY_LABEL, build_model
+from .factory import TINY_LABEL, base_fingerprint, build_model, file_sha256
 from .unified_voice import CONDITIONING_MODULES, TeacherForced, UnifiedVoice
 
 __all__ = [
@@ -14,7 +14,9 @@ __all__ = [
     "GPTConfig",
     "TeacherForced",
     "UnifiedVoice",
+    "base_fingerprint",
     "build_model",
+    "file_sha256",
     "load_gpt_checkpoint",
     "load_state_dict_file",
     "preset",

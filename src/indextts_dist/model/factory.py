@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_gpt_checkpoint
+from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerprint
 from .config import GPTConfig, preset
 from .unified_voice import UnifiedVoice
 
-__all__ = ["TINY_LABEL", "build_model"]
+__all__ = ["TINY_LABEL", "base_fingerprint", "build_model", "file_sha256"]
 
 TINY_LABEL = "tiny preset: seeded RANDOM weights, for tests and demos only; its output is not speech"
 
@@ -33,3 +34,21 @@ def build_model(
     if weights is not None:
         load_gpt_checkpoint(model, weights)
     return model.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def base_fingerprint(preset_name: str, weights: str | Path | None = None, seed: int = 0) -> str:
+    """Identifies the base GPT an adapter or a conditioning belongs to: the checkpoint file's sha256,
+    or, for the tiny preset's random weights, a hash of the full state dict built from `seed`."""
+    if weights is not None:
+        return file_sha256(weights)
+    if preset_name != "tiny":
+        raise CheckpointError(f"preset {preset_name!r} needs its weights file to be fingerprinted")
+    return state_dict_fingerprint(build_model("tiny", seed=seed).state_dict())

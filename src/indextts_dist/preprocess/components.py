@@ -6,27 +6,17 @@ run the real code in seconds. Official: the release files from one local folder,
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..codec import RepCodec, build_codec, load_codec
+from ..codec import RepCodec, build_codec, codec_fingerprint, load_codec
 from ..features import SemanticFeatures
-from ..model import UnifiedVoice, build_model
-from ..model.checkpoint import state_dict_fingerprint
+from ..model import UnifiedVoice, base_fingerprint, build_model, file_sha256
 from ..text import TextTokenizer, tiny_tokenizer
 
-__all__ = ["Components", "file_fingerprint", "load_components"]
-
-
-def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["Components", "load_components"]
 
 
 @dataclass
@@ -64,8 +54,8 @@ def load_components(
         codec = build_codec("tiny", seed=seed)
         comps = Components(preset, tiny_tokenizer(), SemanticFeatures.tiny(seed), codec, gpt)
         comps.fingerprints = {
-            "gpt": state_dict_fingerprint(gpt.state_dict()),
-            "codec": state_dict_fingerprint(codec.state_dict()),
+            "gpt": base_fingerprint("tiny", seed=seed),
+            "codec": codec_fingerprint(codec),
         }
     else:
         if weights_dir is None:
@@ -82,8 +72,8 @@ def load_components(
             gpt,
         )
         comps.fingerprints = {
-            "gpt": file_fingerprint(weights_dir / "gpt.pth"),
-            "codec": file_fingerprint(codec_path),
+            "gpt": file_sha256(weights_dir / "gpt.pth"),
+            "codec": file_sha256(codec_path),
         }
     comps.fingerprints["features"] = comps.features.fingerprint
     comps.fingerprints["tokenizer"] = comps.tokenizer.sha256
