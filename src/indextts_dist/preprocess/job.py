@@ -57,11 +57,12 @@ def _process_block(
         try:
             sample = process_clip(clip, comps, opts, _override(overrides, clip), timer)
         except ClipRejected as exc:
-            message = " ".join(str(exc).split())
+            path = display_path(clip.relative)  # relative to the audio folder, like every other record
+            message = f"{path}: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
             rejects.append(
                 {
                     "index": clip.index,
-                    "path": display_path(clip.relative),
+                    "path": path,
                     "reason": exc.reason,
                     "message": message,
                 }
