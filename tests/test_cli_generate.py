@@ -54,9 +54,12 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
-def test_demo_writes_conditioning_and_codes(demo_dir):
-    cond = load_conditioning(demo_dir / "global_conditioning.safetensors", preset("tiny"))
-    assert cond.metadata["method"] == "mean" and cond.metadata["num_clips"] == "6"
+def test_demo_runs_the_pipeline_and_writes_codes(demo_dir):
+    cond = load_conditioning(demo_dir / "data" / "global_conditioning.safetensors", preset("tiny"))
+    assert cond.metadata["method"] == "mean" and cond.metadata["num_clips"] == "8"
+    info = json.loads((demo_dir / "data" / "dataset_info.json").read_text())
+    assert info["counts"] == {"inputs": 8, "accepted": 8, "rejected": 0, "rejected_by_reason": {}}
+    assert len(list((demo_dir / "data").glob("shard-001-*.tar"))) == 1  # two ranks really ran
     summary = json.loads((demo_dir / "summary.json").read_text())
     assert "RANDOM" in summary["label"] and len(summary["outputs"]) == 3
     for item in summary["outputs"]:
@@ -70,7 +73,7 @@ def test_demo_writes_conditioning_and_codes(demo_dir):
 
 
 def test_generate_is_deterministic_per_seed(demo_dir, tmp_path, capsys):
-    args = ["generate", "--conditioning", str(demo_dir / "global_conditioning.safetensors"),
+    args = ["generate", "--conditioning", str(demo_dir / "data" / "global_conditioning.safetensors"),
             "--text", "Hello there.", "--text", "[PAUSE] again", "--seed", "4"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
@@ -95,7 +98,7 @@ def test_generate_bad_input_is_one_line(demo_dir, tmp_path, capsys, extra, messa
     args = [
         "generate",
         "--conditioning",
-        str(demo_dir / "global_conditioning.safetensors"),
+        str(demo_dir / "data" / "global_conditioning.safetensors"),
         "--out",
         str(tmp_path),
     ]
