@@ -222,3 +222,53 @@ class UnifiedVoice(nn.Module):
             mel_targets=mel_targets,
             mel_latents=h_mel[:, :-2],
         )
+
+    def forward_packed(
+        self,
+        prefix: torch.Tensor,
+        text_ids: torch.Tensor,
+        text_lengths: torch.Tensor,
+        codes: torch.Tensor,
+        code_lengths: torch.Tensor,
+    ) -> TeacherForced:
+        """Teacher-forced pass where each item is laid out as it is at batch size 1:
+        `[prefix | <s> text </s> | <start> codes <stop>]`, right-padded, with an attention mask.
+
+        The official forward keeps the text block at its padded width and attends the padding, so an
+        item's logits change with the other items' lengths. Here every real position sees exactly
+        what it sees alone (and at inference), so a batch's loss is independent of its padding.
+        Outputs have the official shapes; positions past an item's length hold junk (masked by the loss).
+        """
+        text_inputs, text_targets = self.align_text(text_ids, text_lengths)
+        mel_inputs, mel_targets = self.align_mel(codes, code_lengths)
+        batch, rows = text_ids.size(0), prefix.size(1)
+        text_emb, mel_emb = self.embed_text(text_inputs), self.embed_mel(mel_inputs)
+        text_w, mel_w = text_emb.size(1), mel_emb.size(1)
+        device = text_emb.device
+        width = rows + text_w + mel_w
+        text_span = text_lengths[:, None] + 2
+        j_text = torch.arange(text_w, device=device)[None, :]
+        j_mel = torch.arange(mel_w, device=device)[None, :]
+        text_pos = rows + j_text.expand(batch, -1)
+        mel_pos = rows + text_span + j_mel  # the mel block starts right after this item's own text
+        seq = torch.zeros(batch, width, text_emb.size(-1), dtype=text_emb.dtype, device=device)
+        seq[:, :rows] = prefix.to(text_emb.dtype).expand(batch, -1, -1)
+        b = torch.arange(batch, device=device)[:, None]
+        text_real = j_text < text_span
+        mel_real = j_mel < code_lengths[:, None] + 2
+        seq = seq.index_put((b.expand_as(text_pos)[text_real], text_pos[text_real]), text_emb[text_real])
+        seq = seq.index_put((b.expand_as(mel_pos)[mel_real], mel_pos[mel_real]), mel_emb[mel_real])
+        length = rows + text_span[:, 0] + code_lengths + 2
+        mask = (torch.arange(width, device=device)[None, :] < length[:, None]).long()
+        hidden = self.final_norm(
+            self.gpt(inputs_embeds=seq, attention_mask=mask, use_cache=False).last_hidden_state
+        )
+        h_text = hidden[b, text_pos]
+        h_mel = hidden[b, mel_pos.clamp_max(width - 1)]
+        return TeacherForced(
+            text_logits=self.text_head(h_text),
+            mel_logits=self.mel_head(h_mel),
+            text_targets=text_targets,
+            mel_targets=mel_targets,
+            mel_latents=h_mel[:, :-2],
+        )
