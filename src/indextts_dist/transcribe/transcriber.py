@@ -1,0 +1,183 @@
+"""Verbatim transcripts with speaking-pattern markers: faster-whisper words + speech timing from the audio.
+
+Decoding choices, and why:
+- ``word_timestamps=True``: markers sit at word boundaries.
+- a disfluent ``initial_prompt``: Whisper writes fluent text unless the context shows disfluencies;
+  with the prompt, tiny.en keeps more "uh"/"um"/"hmm" and repetitions.
+- ``condition_on_previous_text=False`` and ONE temperature (0.0): a disfluent prompt makes the
+  compression-ratio / log-prob checks fail more often, and the default fallback then re-decodes the
+  clip at up to five temperatures (slow, and sampled text is worse for a verbatim transcript).
+- the prompt's known side effect, an invented trailing "Thank you.", is removed twice over: words
+  starting after the audio's last measured speech are dropped, and so is a stock tail phrase that
+  Whisper gave a low probability.
+- no ``vad_filter``: removing silences before decoding makes the pauses invisible to the decoder
+  and shifts its timestamps; pauses are measured separately instead (``speech_segments``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indextts_dist.text import PATTERN_MARKERS
+
+from .markers import Word, drop_after_speech, drop_hallucinated_tail, find_pauses, mark_transcript
+from .whisper import load_whisper
+
+__all__ = ["DISFLUENT_PROMPT", "SAMPLE_RATE", "Transcriber", "Transcript", "speech_segments"]
+
+SAMPLE_RATE = 16000
+DISFLUENT_PROMPT = "Um, well, uh, I I think, hmm, you know..."
+"""Measured on the espeak benchmark corpus with tiny.en: without a prompt it writes almost no fillers
+(recall 0.07); this prompt gives the best precision/recall of the variants tried (longer ones, or
+ones naming "er" and "ah", make it write "er" everywhere; ending on a full stop loses fillers)."""
+
+
+@dataclass
+class Transcript:
+    """``text``: verbatim with markers ("" when nothing was said); ``words``: the ASR words kept;
+    ``marker_counts``: every PATTERN_MARKERS key; ``speech_end_s``: end of the last measured speech."""
+
+    text: str
+    words: list[Word] = field(default_factory=list)
+    marker_counts: dict[str, int] = field(default_factory=dict)
+    speech_end_s: float = 0.0
+    speech: list[tuple[float, float]] = field(default_factory=list)
+
+
+def _vad_segments(samples: np.ndarray, sample_rate: int, min_silence_s: float, threshold: float):
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    opts = VadOptions(
+        threshold=threshold,
+        min_speech_duration_ms=0,
+        min_silence_duration_ms=round(min_silence_s * 1000),
+        speech_pad_ms=0,
+    )
+    stamps = get_speech_timestamps(np.asarray(samples, np.float32), opts, sampling_rate=sample_rate)
+    return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]
+
+
+def _frame_db(samples: np.ndarray, hop: int) -> np.ndarray:
+    n = -(-len(samples) // hop)
+    padded = np.zeros(n * hop, np.float64)
+    padded[: len(samples)] = samples
+    return 10.0 * np.log10((padded.reshape(n, hop) ** 2).mean(axis=1) + 1e-12)
+
+
+def speech_segments(
+    samples: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    min_silence_s: float = 0.1,
+    threshold: float = 0.5,
+    floor_margin_db: float = 12.0,
+    min_energy_db: float = -50.0,
+) -> list[tuple[float, float]]:
+    """Speech [start, end) in seconds: faster-whisper's bundled Silero VAD, edges refined by energy.
+
+    Silero (ONNX, CPU) decides WHERE there is speech, robustly to noise; no padding
+    (``speech_pad_ms=0``), which would shorten every measured pause by twice the pad. Its 32 ms
+    windows and hysteresis end a segment early on a fading vowel, so a silence measures up to
+    ~0.1 s long; each silence between segments is therefore shrunk to the frames that are really
+    quiet (10 ms frames below max(``min_energy_db``, noise floor + ``floor_margin_db``), the noise
+    floor being the clip's 10th-percentile frame level). Energy only ever shrinks a VAD silence,
+    never creates one, so noisy audio falls back to the VAD alone. Silences shorter than
+    ``min_silence_s`` do not split segments (they are never pauses).
+    """
+    if samples.size == 0:
+        return []
+    segs = _vad_segments(samples, sample_rate, min_silence_s, threshold)
+    if len(segs) < 2:
+        return segs
+    hop = round(0.01 * sample_rate)
+    db = _frame_db(samples, hop)
+    quiet = db < max(min_energy_db, float(np.percentile(db, 10)) + floor_margin_db)
+    starts, ends = [segs[0][0]], []
+    for (_, e0), (s1, _) in itertools.pairwise(segs):
+        f0, f1 = int(e0 * 100), min(len(db), int(np.ceil(s1 * 100)))
+        while f0 < f1 and not quiet[f0]:
+            f0 += 1
+        while f1 > f0 and not quiet[f1 - 1]:
+            f1 -= 1
+        if f1 - f0 >= 1:
+            ends.append(max(e0, f0 / 100))
+            starts.append(min(s1, f1 / 100))
+        else:  # no quiet frame at all: the VAD silence was not one
+            ends.append(e0)
+            starts.append(s1)
+    ends.append(segs[-1][1])
+    return list(zip(starts, ends, strict=True))
+
+
+class Transcriber:
+    """``Transcriber().transcribe(samples_16k)`` → ``Transcript``. Load once, reuse for many clips.
+
+    ``model``: None (bundled tiny.en), a CTranslate2 directory, a faster-whisper model name, or an
+    already loaded ``faster_whisper.WhisperModel`` (to share one between users).
+    """
+
+    def __init__(
+        self,
+        model=None,
+        initial_prompt: str | None = DISFLUENT_PROMPT,
+        language: str = "en",
+        pause_s: float = 0.3,
+        long_pause_s: float = 0.7,
+        *,
+        cpu_threads: int = 0,
+        beam_size: int = 5,
+    ) -> None:
+        if model is None or isinstance(model, (str, Path)):
+            model = load_whisper(None if model is None else str(model), cpu_threads=cpu_threads)
+        self.model = model
+        self.initial_prompt = initial_prompt
+        self.language = language
+        self.pause_s = pause_s
+        self.long_pause_s = long_pause_s
+        self.beam_size = beam_size
+
+    @staticmethod
+    def max_new_tokens(duration_s: float) -> int:
+        """A budget far above real speech (~5 tokens/s with punctuation) that still cuts a runaway
+        "see you in the next video, see you in the next video, ..." loop before 448 tokens."""
+        return int(min(200, 16 + 10 * duration_s))
+
+    def asr_words(self, samples_16k: np.ndarray) -> list[Word]:
+        """Whisper's words, unfiltered."""
+        segments, _ = self.model.transcribe(
+            np.asarray(samples_16k, np.float32),
+            language=self.language,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            initial_prompt=self.initial_prompt,
+            word_timestamps=True,
+            vad_filter=False,
+            without_timestamps=False,
+            max_new_tokens=self.max_new_tokens(len(samples_16k) / SAMPLE_RATE),
+        )
+        return [
+            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            for seg in segments
+            for w in (seg.words or ())
+            if w.word.strip()
+        ]
+
+    def transcribe(self, samples_16k: np.ndarray) -> Transcript:
+        speech = speech_segments(samples_16k)
+        if not speech:
+            return Transcript(text="", marker_counts=dict.fromkeys(PATTERN_MARKERS, 0))
+        speech_end = speech[-1][1]
+        words = self.asr_words(samples_16k)
+        words = drop_hallucinated_tail(drop_after_speech(words, speech_end))
+        if not words:
+            return Transcript("", [], dict.fromkeys(PATTERN_MARKERS, 0), speech_end, speech)
+        pauses = find_pauses(words, speech, self.pause_s)
+        text, counts = mark_transcript(words, pauses, self.pause_s, self.long_pause_s)
+        return Transcript(
+            text=text, words=words, marker_counts=counts, speech_end_s=speech_end, speech=speech
+        )
