@@ -10,7 +10,7 @@ from ..conditioning import ConditioningError
 from ..model import CheckpointError
 from ..reference import ReferenceError
 from ..text import TokenizerError
-from . import demo, generate, preprocess, verify
+from . import demo, generate, preprocess, train, verify
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "conditioning, distributed.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, generate, preprocess, verify):
+    for command in (demo, generate, preprocess, train, verify):
         command.add_parser(sub)
     return parser
 

@@ -24,7 +24,15 @@ from safetensors.torch import save
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 from .clip import ProcessedClip
 
-__all__ = ["ConditioningSums", "UnitResult", "load_unit", "read_tar_samples", "unit_stem", "write_unit"]
+__all__ = [
+    "ConditioningSums",
+    "UnitResult",
+    "iter_tar_samples",
+    "load_unit",
+    "read_tar_samples",
+    "unit_stem",
+    "write_unit",
+]
 
 
 def unit_stem(out: Path, rank: int, k: int) -> Path:
@@ -126,9 +134,22 @@ def load_unit(out: Path, rank: int, k: int, sources: list[str]) -> UnitResult | 
     return UnitResult(sources, record["samples"], record["rejects"], sums, record.get("tar"), reused=True)
 
 
+def _every_shard(src):
+    """Splitting is done by the caller (one shard per call): take what is given on every rank."""
+    yield from src
+
+
+def iter_tar_samples(path: Path | str):
+    """Decoded samples of one shard, in file order: `__key__`, `text_ids.npy`, `codes.npy`, `json`."""
+    dataset = wds.WebDataset(
+        str(path),
+        shardshuffle=False,
+        nodesplitter=_every_shard,
+        workersplitter=_every_shard,
+        empty_check=False,
+    )
+    yield from dataset.decode()
+
+
 def read_tar_samples(path: Path) -> list[dict]:
-    """Decode a shard back (used by tests and the summary): key, text_ids, codes, json."""
-    samples = []
-    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False).decode():
-        samples.append(sample)
-    return samples
+    return list(iter_tar_samples(path))

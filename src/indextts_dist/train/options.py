@@ -1,0 +1,78 @@
+"""Training settings, grouped as a user thinks of them. Defaults are the guide's recommended values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..lora import LoraSettings
+
+__all__ = ["OptimSettings", "TrackingSettings", "TrainOptions"]
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    learning_rate: float = 5e-4
+    """AdamW peak learning rate (the guide: 5e-4)."""
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    """Linear warm-up, then cosine decay to zero at the last step."""
+    epochs: int = 30
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_grad_norm: float = 1.0
+    max_tokens_per_batch: int = 8192
+    """Padded positions per micro-batch (prefix + text + codes); batches are built by length under it."""
+    text_weight: float = 0.2
+    mel_weight: float = 0.8
+    max_bad_steps: int = 5
+    """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    mlflow_uri: str | None = None
+    """Tracking server; None = no MLflow (the packaged model still lands in --out)."""
+    experiment: str = "indextts-patterns"
+    register_name: str | None = None
+    """Registered model name; None = package only, do not register."""
+    alias: str = "candidate"
+    select: Literal["best", "last"] = "best"
+    """Which checkpoint becomes the registered model: lowest validation loss, or the last one."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    out: Path
+    preset: str = "tiny"
+    weights_dir: Path | None = None
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    save_every: int = 0
+    """Also checkpoint every K optimizer steps (0: only at epoch ends)."""
+    keep_epochs: int = 3
+    """Per-epoch checkpoints kept (the best one by validation loss is always kept)."""
+    resume: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs); for smoke runs."""
+
+    def __post_init__(self) -> None:
+        if self.preset != "tiny" and self.weights_dir is None:
+            raise ValueError(f"preset {self.preset!r} needs --weights-dir")
+        if self.optim.epochs < 1 or self.optim.grad_accum < 1:
+            raise ValueError("epochs and grad_accum must be >= 1")
+        if self.keep_epochs < 1:
+            raise ValueError("keep_epochs must be >= 1")
+
+    def to_params(self) -> dict[str, object]:
+        """Flat name -> value, for MLflow params and the packaged manifest."""
+        flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every}
+        flat.update({f"lora_{k}": v for k, v in self.lora.to_dict().items()})
+        flat.update(asdict(self.optim))
+        flat.update({"select": self.tracking.select, "num_workers": self.num_workers})
+        return flat
