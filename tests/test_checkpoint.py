@@ -104,3 +104,11 @@ def test_training_model_loads_full_checkpoint_without_encoders(tmp_path, tiny_st
 def test_official_preset_without_weights_is_a_clear_error():
     with pytest.raises(CheckpointError, match="needs its weights file"):
         build_model("official-v2")
+
+
+def test_tiny_random_weights_do_not_depend_on_keeping_the_encoders():
+    """Preprocess (with encoders) and training (without) must see the same tiny GPT for one seed."""
+    full = build_model("tiny", seed=5).state_dict()
+    lean = build_model("tiny", seed=5, with_conditioning_encoders=False).state_dict()
+    assert set(lean) < set(full)
+    assert all(torch.equal(lean[k], full[k]) for k in lean)

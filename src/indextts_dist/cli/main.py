@@ -18,6 +18,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ReferenceError,
     TokenizerError,
     FileNotFoundError,
+    FloatingPointError,
     ValueError,
 )
 """Errors a user's input can cause: printed as one line with exit code 2."""

@@ -28,11 +28,17 @@ def build_model(
     cfg = config or preset(preset_name)
     if weights is None and preset_name != "tiny":
         raise CheckpointError(f"preset {preset_name!r} needs its weights file (gpt.pth); none was given")
+    if weights is not None:
+        model = UnifiedVoice(cfg, with_conditioning_encoders=with_conditioning_encoders)
+        load_gpt_checkpoint(model, weights)
+        return model.eval()
+    # Random weights are always drawn for the full model in one order, so the same seed gives the same
+    # GPT whether or not the encoders are kept (preprocess keeps them, training drops them).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = UnifiedVoice(cfg, with_conditioning_encoders=with_conditioning_encoders)
-    if weights is not None:
-        load_gpt_checkpoint(model, weights)
+        model = UnifiedVoice(cfg, with_conditioning_encoders=True)
+    if not with_conditioning_encoders:
+        model.drop_conditioning_encoders()
     return model.eval()
 
 

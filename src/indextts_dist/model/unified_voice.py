@@ -145,6 +145,13 @@ class UnifiedVoice(nn.Module):
     def has_conditioning_encoders(self) -> bool:
         return hasattr(self, "conditioning_encoder")
 
+    def drop_conditioning_encoders(self) -> UnifiedVoice:
+        """Free the encoders (e.g. after building random weights in the one canonical order)."""
+        for name in CONDITIONING_MODULES:
+            if hasattr(self, name):
+                delattr(self, name)
+        return self
+
     # Conditioning (SPEC §b) ---------------------------------------------------------------------
     def _require_encoders(self) -> None:
         if not self.has_conditioning_encoders:

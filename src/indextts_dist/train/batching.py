@@ -114,7 +114,6 @@ class BatchStream(torch.utils.data.IterableDataset):
         steps: int,
         max_tokens: int,
         exclude: frozenset[str] = frozenset(),
-        shard_sizes: dict[str, int] | None = None,
         shuffle_buffer: int = 512,
     ) -> None:
         super().__init__()
@@ -128,40 +127,55 @@ class BatchStream(torch.utils.data.IterableDataset):
             exclude,
             shuffle_buffer,
         )
-        self.shard_sizes = {str(k): v for k, v in (shard_sizes or {}).items()}
 
-    def _samples(self, shards: list[str], rng: random.Random) -> Iterator[dict]:
+    def _one_pass(self, shards: list[str], rng: random.Random) -> Iterator[dict]:
+        """This worker's shards once, in a seeded order, through a seeded shuffle buffer."""
+        order = list(shards)
+        rng.shuffle(order)
         buffer: list[dict] = []
-        while True:  # cycle: an epoch is a number of batches, not one pass over this rank's shards
-            order = list(shards)
-            rng.shuffle(order)
-            for url in order:
-                for sample in iter_tar_samples(url):
-                    if sample["__key__"] in self.exclude:
-                        continue
-                    buffer.append(sample)
-                    if len(buffer) >= self.shuffle_buffer:
-                        yield buffer.pop(rng.randrange(len(buffer)))
-            rng.shuffle(buffer)
-            yield from buffer
-            buffer = []
+        for url in order:
+            for sample in iter_tar_samples(url):
+                if sample["__key__"] in self.exclude:
+                    continue
+                buffer.append(sample)
+                if len(buffer) >= self.shuffle_buffer:
+                    yield buffer.pop(rng.randrange(len(buffer)))
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _pass_batches(self, shards: list[str], rng: random.Random) -> Iterator[Batch]:
+        """Length-bucketed batches of one pass; a pool never spans two passes, so no sample repeats
+        within a batch even when a small set is cycled."""
+        pool: list[dict] = []
+
+        def flush() -> Iterator[Batch]:
+            lengths = [(len(s["text_ids.npy"]), len(s["codes.npy"])) for s in pool]
+            batches = cut_batches(lengths, self.max_tokens)
+            rng.shuffle(batches)
+            for indices in batches:
+                yield collate([pool[i] for i in indices])
+
+        for sample in self._one_pass(shards, rng):
+            pool.append(sample)
+            if len(pool) == POOL:
+                yield from flush()
+                pool = []
+        if pool:
+            yield from flush()
 
     def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         shards = _share(_share(self.shards, self.rank, self.world), worker, workers)
         rng = random.Random(f"{self.seed}:{self.epoch}:{self.rank}:{worker}")
-        samples = self._samples(shards, rng)
-        # A pool never holds one sample twice (small sets cycle): at most one pass over these shards.
-        known = sum(self.shard_sizes.get(s, POOL) for s in shards)
-        pool_size = max(1, min(POOL, known))
-        quota = self.steps // workers
-        produced = 0
-        while produced < quota:
-            pool = [next(samples) for _ in range(pool_size)]
-            lengths = [(len(s["text_ids.npy"]), len(s["codes.npy"])) for s in pool]
-            batches = cut_batches(lengths, self.max_tokens)
-            rng.shuffle(batches)
-            for indices in batches[: quota - produced]:
-                yield collate([pool[i] for i in indices])
+        quota, produced = self.steps // workers, 0
+        while produced < quota:  # cycle: an epoch is a number of batches, not one pass over these shards
+            empty = True
+            for batch in self._pass_batches(shards, rng):
+                empty = False
+                yield batch
                 produced += 1
+                if produced == quota:
+                    return
+            if empty:
+                raise ValueError(f"shards {shards} hold no training samples")

@@ -189,9 +189,6 @@ class Trainer:
         self.ckpt_root = opts.out / "checkpoints"
         self.state = TrainState()
         self.export = _adapter_exporter(self.accelerator, self.model)
-        self.shard_sizes: dict[str, int] = {}
-        for s in self.manifest.train_samples:
-            self.shard_sizes[str(s.shard)] = self.shard_sizes.get(str(s.shard), 0) + 1
         self.losses: list[float] = []
         self._window: list[torch.Tensor] = []
         self._tokens, self._since = 0, time.perf_counter()
@@ -280,7 +277,6 @@ class Trainer:
             self.manifest.shards, rank=self.accelerator.process_index, world=self.accelerator.num_processes,
             epoch=self.state.epoch, seed=self.opts.seed, steps=self.plan.micro_per_epoch,
             max_tokens=self.opts.optim.max_tokens_per_batch, exclude=self.manifest.val_keys,
-            shard_sizes=self.shard_sizes,
         )  # fmt: skip
         return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.opts.num_workers)
 

@@ -1,0 +1,191 @@
+"""The trainer for real: shards from the preprocess job on espeak-ng audio, `accelerate launch` with
+2 processes under DeepSpeed ZeRO-2 (gloo) and under DDP, kill + resume, SIGTERM, divergence."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from indextts_dist.corpus import synthesize_corpus
+from indextts_dist.distributed import World
+from indextts_dist.preprocess import PreprocessOptions
+from indextts_dist.preprocess.job import run_preprocess
+from indextts_dist.train.batching import BatchStream, steps_per_epoch
+from indextts_dist.train.dataset import load_manifest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+FAST = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.0", "--warmup-steps", "2",
+        "--max-tokens-per-batch", "700", "--learning-rate", "5e-3"]  # fmt: skip
+STEP = re.compile(r"\[train\] step (\d+) loss ([0-9.]+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """8 espeak-ng clips preprocessed into 3 shards (3 + 3 + 2 clips): uneven over 2 ranks."""
+    root = tmp_path_factory.mktemp("train-data")
+    clips = synthesize_corpus(root / "audio", n_clips=8, seed=3)
+    csv = root / "transcripts.csv"
+    csv.write_text("file,text\n" + "".join(f'{c.path.name},"{c.expected}"\n' for c in clips))
+    opts = PreprocessOptions(audio_dir=root / "audio", out=root / "data", transcripts=csv, clips_per_shard=3)
+    run_preprocess(opts, World(0, 1, 0))
+    return root / "data"
+
+
+def launch(args: list[str], *, engine: str = "deepspeed", background: bool = False):
+    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    if engine == "deepspeed":
+        head = [str(ACCELERATE), "launch", "--config_file", str(REPO / "accelerate_config.cpu.yaml")]
+    elif engine == "ddp":
+        head = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2"]
+    else:
+        head = [sys.executable]
+    if engine != "single":
+        head += ["--main_process_port", str(free_port())]
+    cmd = [*head, str(REPO / "launch" / "train.py"), *args]
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def step_losses(log: str) -> dict[int, float]:
+    return {int(m[1]): float(m[2]) for m in STEP.finditer(log)}
+
+
+def adapter_digests(log: str) -> dict[str, str]:
+    return dict(re.findall(r"\[train\] rank (\d+) adapter sha256 (\w+)", log))
+
+
+def test_three_shards_give_two_ranks_the_same_number_of_batches(data):
+    manifest = load_manifest(data)
+    assert len(manifest.shards) == 3
+    lengths = [(s.text_len, s.code_len) for s in manifest.train_samples]
+    steps = steps_per_epoch(lengths, 700, world=2)
+    counts = []
+    for rank in range(2):
+        stream = BatchStream(manifest.shards, rank=rank, world=2, epoch=0, seed=0, steps=steps,
+                             max_tokens=700, exclude=manifest.val_keys)  # fmt: skip
+        batches = list(stream)
+        counts.append(len(batches))
+        for b in batches:
+            assert len(set(b.keys)) == len(b.keys)
+            assert not set(b.keys) & manifest.val_keys
+    assert counts == [steps, steps]
+
+
+@pytest.fixture(scope="module")
+def deepspeed_run(data, tmp_path_factory) -> tuple[Path, str, list[str]]:
+    out = tmp_path_factory.mktemp("ds-run")
+    args = ["--data", str(data), "--out", str(out), "--epochs", "10", "--save-every", "1", *FAST]
+    res = launch(args)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return out, res.stderr, args
+
+
+def test_deepspeed_two_synchronized_ranks_and_loss_falls(deepspeed_run):
+    out, log, _ = deepspeed_run
+    assert "engine DEEPSPEED, 2 process(es)" in log and "backend gloo" in log
+    digests = adapter_digests(log)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    losses = step_losses(log)
+    steps = sorted(losses)
+    assert len(steps) >= 8
+    first, last = losses[steps[0]], losses[steps[-1]]
+    assert last < first - 0.1, losses
+    state = json.loads(
+        sorted((out / "checkpoints").glob("step-*"))[-1].joinpath("trainer_state.json").read_text()
+    )
+    assert state["epoch"] == 10 and len(state["val_history"]) == 10
+    assert state["best_checkpoint"] and (out / "checkpoints" / state["best_checkpoint"] / "adapter").is_dir()
+    assert (
+        out / "checkpoints" / state["best_checkpoint"] / "adapter" / "adapter_model.safetensors"
+    ).is_file()
+
+
+def test_ddp_two_synchronized_ranks(data, tmp_path):
+    res = launch(["--data", str(data), "--out", str(tmp_path), "--epochs", "2", *FAST], engine="ddp")
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "engine MULTI_CPU, 2 process(es)" in res.stderr
+    digests = adapter_digests(res.stderr)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+
+
+def test_killed_run_resumes_with_the_same_losses(deepspeed_run, tmp_path):
+    _, log, args = deepspeed_run
+    reference = step_losses(log)
+    out = tmp_path / "killed"
+    args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
+    proc = launch(args, background=True)
+    seen = ""
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        m = STEP.search(line)
+        if m and int(m[1]) >= 3:
+            break
+    # A crash, not an eviction: SIGKILL the launcher and every worker (they run in their own sessions).
+    family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert step_losses(seen).get(3) is not None, seen[-3000:]
+    res = launch([*args, "--resume"])
+    assert res.returncode == 0, res.stderr[-4000:]
+    resumed = step_losses(res.stderr)
+    start = re.search(r"resumed from .*step-(\d+)", res.stderr)
+    assert start is not None and 1 <= int(start[1]) < max(reference)  # step 3 may have died mid-save
+    assert resumed, res.stderr[-3000:]
+    assert min(resumed) == int(start[1]) + 1 and max(resumed) == max(reference)
+    for step, loss in resumed.items():
+        assert abs(loss - reference[step]) <= 1e-5, (step, loss, reference[step])
+
+
+def test_sigterm_saves_a_checkpoint_exits_zero_and_the_restart_resumes(data, tmp_path):
+    args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "3", *FAST]
+    proc = launch(args, engine="single", background=True)
+    seen = ""
+    while True:
+        line = proc.stdout.readline()
+        seen += line
+        if STEP.search(line) or not line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, seen + out
+    saved = re.search(r"SIGTERM: saved .*step-(\d+)", out)
+    assert saved is not None, out
+    res = launch([*args, "--resume"], engine="single")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resumed from {tmp_path / 'checkpoints'}/step-{saved[1]}" in res.stderr
+    assert max(step_losses(res.stderr)) > int(saved[1])
+
+
+def test_diverging_run_stops_with_a_clear_error(data, tmp_path):
+    args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "20", "--max-bad-steps", "3", *FAST,
+            "--learning-rate", "1e30", "--warmup-steps", "0"]  # fmt: skip
+    res = launch(args, engine="single")
+    assert res.returncode == 2
+    assert "non-finite loss, batch skipped (#1)" in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("indextts-dist train: error: 3 non-finite losses in a row"), last
