@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from ..conditioning import ConditioningError
+from ..errors import UserError
 from ..model import CheckpointError
 from ..reference import ReferenceError
 from ..text import TokenizerError
-from . import demo, generate, preprocess, train, verify
+from . import demo, generate, preprocess, register, train, verify
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
@@ -19,6 +20,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TokenizerError,
     FileNotFoundError,
     FloatingPointError,
+    UserError,
     ValueError,
 )
 """Errors a user's input can cause: printed as one line with exit code 2."""
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "conditioning, distributed.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, generate, preprocess, train, verify):
+    for command in (demo, generate, preprocess, register, train, verify):
         command.add_parser(sub)
     return parser
 

@@ -38,6 +38,7 @@ def write_summary_files(
     preset: str,
     val_fraction: float,
     seed: int,
+    audio_dir: Path,
 ) -> dict:
     samples = [s for u in units for s in u.samples]
     rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
@@ -81,6 +82,11 @@ def write_summary_files(
             if u.tar
         ],
         "splits": {"val": validation_split([s["id"] for s in samples], val_fraction, seed)},
+        "audio_dir": str(audio_dir.resolve()),
+        # The second stage takes timbre from a reference clip: the longest accepted ones by default.
+        "reference_clips": [
+            s["source"] for s in sorted(samples, key=lambda s: (-s["duration_s"], s["source"]))[:3]
+        ],
     }
     atomic_write_text(out / "dataset_info.json", json.dumps(info, indent=1, ensure_ascii=False))
     atomic_write_text(

@@ -150,7 +150,14 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     count = round(float(flat[-1]))
     all_units = _all_units(opts, clips, world.size) if world.size > 1 else units
     info = write_summary_files(
-        opts.out, all_units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed
+        opts.out,
+        all_units,
+        len(clips),
+        comps.fingerprints,
+        opts.preset,
+        opts.val_fraction,
+        opts.seed,
+        opts.audio_dir,
     )
     if count == 0:
         raise ValueError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
