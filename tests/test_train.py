@@ -21,6 +21,7 @@ from indextts_dist.corpus import synthesize_corpus
 from indextts_dist.distributed import World
 from indextts_dist.preprocess import PreprocessOptions
 from indextts_dist.preprocess.job import run_preprocess
+from indextts_dist.tracking import LocalMlflowServer, load_package
 from indextts_dist.train.batching import BatchStream, steps_per_epoch
 from indextts_dist.train.dataset import load_manifest
 
@@ -93,9 +94,16 @@ def test_three_shards_give_two_ranks_the_same_number_of_batches(data):
 
 
 @pytest.fixture(scope="module")
-def deepspeed_run(data, tmp_path_factory) -> tuple[Path, str, list[str]]:
+def mlflow_server(tmp_path_factory):
+    with LocalMlflowServer(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deepspeed_run(data, tmp_path_factory, mlflow_server) -> tuple[Path, str, list[str]]:
     out = tmp_path_factory.mktemp("ds-run")
-    args = ["--data", str(data), "--out", str(out), "--epochs", "10", "--save-every", "1", *FAST]
+    registry = ["--mlflow-uri", mlflow_server.uri, "--register-name", "speaker-ds", "--alias", "candidate"]
+    args = ["--data", str(data), "--out", str(out), "--epochs", "10", "--save-every", "1", *FAST, *registry]
     res = launch(args)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return out, res.stderr, args
@@ -134,6 +142,7 @@ def test_killed_run_resumes_with_the_same_losses(deepspeed_run, tmp_path):
     reference = step_losses(log)
     out = tmp_path / "killed"
     args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
+    args = args[: args.index("--mlflow-uri")]  # the crash/resume run needs no registry
     proc = launch(args, background=True)
     seen = ""
     deadline = time.time() + 600
@@ -189,3 +198,60 @@ def test_diverging_run_stops_with_a_clear_error(data, tmp_path):
     assert "non-finite loss, batch skipped (#1)" in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("indextts-dist train: error: 3 non-finite losses in a row"), last
+
+
+def test_metrics_and_the_registered_model(deepspeed_run, mlflow_server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    out, log, _ = deepspeed_run
+    client = MlflowClient(mlflow_server.uri)
+    version = client.get_model_version_by_alias("speaker-ds", "candidate")
+    run = client.get_run(version.run_id)
+    losses = step_losses(log)
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == sorted(losses)
+    assert all(abs(m.value - losses[m.step]) < 1e-5 for m in history)
+    for name in ("lr", "grad_norm", "tokens_per_s", "text_loss", "mel_loss"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == len(losses), name
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 10
+    assert run.data.params["lora_rank"] == "4" and run.data.params["learning_rate"] == "0.005"
+    package = load_package(out / "model")
+    manifest = package.manifest
+    state = json.loads((sorted((out / "checkpoints").glob("step-*"))[-1] / "trainer_state.json").read_text())
+    assert manifest["selection"]["checkpoint"] == state["best_checkpoint"]
+    assert manifest["selection"]["why"] == "lowest validation loss"
+    assert "RANDOM" in manifest["label"]
+    assert len(list((out / "model" / "reference").iterdir())) == 1
+    # A fresh process with only the package and the tracking URI loads it and generates.
+    code = (
+        "import mlflow, json\n"
+        "m = mlflow.pyfunc.load_model('models:/speaker-ds@candidate')\n"
+        "print(json.dumps(m.predict(['Well, [UH] hello.'], params={'seed': 0, 'max_new_tokens': 30})))\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    codes = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(codes) == 1 and all(isinstance(c, int) for c in codes[0])
+
+
+def test_unreachable_tracking_server_trains_on_and_leaves_a_register_command(data, tmp_path, mlflow_server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "2", *FAST,
+            "--mlflow-uri", dead, "--register-name", "speaker-late"]  # fmt: skip
+    res = launch(args, engine="single")
+    assert res.returncode == 2
+    assert "[train] done:" in res.stderr  # training went on without the server
+    assert (tmp_path / "model" / "manifest.json").is_file()
+    last = res.stderr.strip().splitlines()[-1]
+    assert "indextts-dist register --package" in last, last
+    command = last[last.index("indextts-dist register") :].split()
+    command[command.index("--mlflow-uri") + 1] = mlflow_server.uri  # the server is back
+    later = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert later.returncode == 0, later.stderr[-2000:]
+    from mlflow.tracking import MlflowClient
+
+    assert (
+        MlflowClient(mlflow_server.uri).get_model_version_by_alias("speaker-late", "candidate").version == "1"
+    )
