@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from indextts_dist.corpus import synthesize_corpus
 from indextts_dist.distributed import World
@@ -238,7 +239,7 @@ def test_metrics_and_the_registered_model(deepspeed_run, mlflow_server, tmp_path
 def test_unreachable_tracking_server_trains_on_and_leaves_a_register_command(data, tmp_path, mlflow_server):
     dead = f"http://127.0.0.1:{free_port()}"
     args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "2", *FAST,
-            "--mlflow-uri", dead, "--register-name", "speaker-late"]  # fmt: skip
+            "--mlflow-uri", dead, "--register-name", "speaker-late", "--register-retries", "1"]  # fmt: skip
     res = launch(args, engine="single")
     assert res.returncode == 2
     assert "[train] done:" in res.stderr  # training went on without the server
@@ -255,3 +256,16 @@ def test_unreachable_tracking_server_trains_on_and_leaves_a_register_command(dat
     assert (
         MlflowClient(mlflow_server.uri).get_model_version_by_alias("speaker-late", "candidate").version == "1"
     )
+
+
+def test_dataloader_workers_split_shards_and_keep_the_step_count(data):
+    """Workers of one rank split its shards and still yield exactly the epoch's batch count."""
+    manifest = load_manifest(data)
+    lengths = [(s.text_len, s.code_len) for s in manifest.train_samples]
+    steps = steps_per_epoch(lengths, 700, world=1, workers=2)
+    stream = BatchStream(manifest.shards, rank=0, world=1, epoch=1, seed=0, steps=steps, max_tokens=700,
+                         exclude=manifest.val_keys)  # fmt: skip
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    keys = [b.keys for b in loader]
+    assert len(keys) == steps and steps % 2 == 0
+    assert [b.keys for b in torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)] == keys

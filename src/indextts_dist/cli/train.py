@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--register-name", default=track.register_name)
     g.add_argument("--alias", default=track.alias)
     g.add_argument("--select", choices=["best", "last"], default=track.select)
+    g.add_argument("--register-retries", type=int, default=track.register_retries)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
 
@@ -76,7 +77,12 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
             max_bad_steps=args.max_bad_steps,
         ),
         tracking=TrackingSettings(
-            args.mlflow_uri, args.experiment, args.register_name, args.alias, args.select
+            args.mlflow_uri,
+            args.experiment,
+            args.register_name,
+            args.alias,
+            args.select,
+            args.register_retries,
         ),
         save_every=args.save_every,
         keep_epochs=args.keep_epochs,

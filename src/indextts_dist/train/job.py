@@ -96,6 +96,7 @@ def run_training(opts: TrainOptions) -> TrainResult:
             name=track.register_name,
             alias=track.alias,
             run_id=metrics.run_id,
+            retries=track.register_retries,
         )
         print(f"[train] registered {version.name} version {version.version} as @{track.alias}: "
               f"models:/{version.name}@{track.alias}", file=sys.stderr)  # fmt: skip

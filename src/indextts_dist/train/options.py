@@ -40,6 +40,8 @@ class TrackingSettings:
     alias: str = "candidate"
     select: Literal["best", "last"] = "best"
     """Which checkpoint becomes the registered model: lowest validation loss, or the last one."""
+    register_retries: int = 5
+    """Registration attempts after the first, with exponential backoff (2 s, 4 s, ...)."""
 
 
 @dataclass(frozen=True)
