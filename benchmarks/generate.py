@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from _common import matmul_peak
 
 from indextts_dist.generate import DecodingConfig, generate_codes
 from indextts_dist.model import GPTConfig, UnifiedVoice, preset
@@ -25,17 +26,6 @@ def mid_size() -> GPTConfig:
     base["number_mel_codes"], base["start_mel_token"], base["stop_mel_token"] = 8194, 8192, 8193
     base["number_text_tokens"] = 12000
     return GPTConfig.from_dict(base)
-
-
-def matmul_peak(seconds: float = 1.0) -> float:
-    """FLOP/s of a large square fp32 matmul on this machine (the practical ceiling)."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        runs += 1
-    return 2 * 1024**3 * runs / (time.perf_counter() - start)
 
 
 def decode_flops(cfg: GPTConfig, prompt: int, codes: int, batch: int) -> float:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import matmul_peak
 
 from indextts_dist.lora import LoraSettings, apply_lora
 from indextts_dist.model import GPTConfig, UnifiedVoice, preset
@@ -130,16 +131,6 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
         "steps": len(batches),
         "seconds": elapsed,
     }
-
-
-def matmul_peak(seconds: float = 1.0) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        runs += 1
-    return 2 * 1024**3 * runs / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -13,7 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..model.checkpoint import CheckpointError, load_state_dict_file, state_dict_fingerprint
+from ..model.checkpoint import (
+    CheckpointError,
+    load_state_dict_file,
+    state_dict_fingerprint,
+    strict_load_module,
+)
 from .backbone import VocosBackbone
 from .config import CodecConfig, codec_preset
 from .quantizer import ResidualVQ
@@ -93,21 +98,7 @@ def strict_load_codec(
     model: RepCodec, state: Mapping[str, torch.Tensor], source: str = "codec checkpoint"
 ) -> None:
     """Load `state` with every key and shape checked; a misfit is ONE line naming the first bad key."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise CheckpointError(f"{source}: missing key {missing[0]!r} ({len(missing)} missing in all)")
-    extra = [k for k in state if k not in expected]
-    if extra:
-        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} ({len(extra)} unexpected in all)")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(
-                f"{source}: key {key!r} has shape {list(tensor.shape)}, the codec expects "
-                f"{list(expected[key].shape)} (wrong codec config for this checkpoint?)"
-            )
-    dtype = next(iter(expected.values())).dtype
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    strict_load_module(model, state, source, what="codec")
 
 
 def load_codec(

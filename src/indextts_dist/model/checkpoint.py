@@ -24,6 +24,7 @@ __all__ = [
     "load_state_dict_file",
     "state_dict_fingerprint",
     "strict_load",
+    "strict_load_module",
 ]
 
 ALIAS_PREFIXES = ("inference_model.", "gpt.wte.")
@@ -66,8 +67,15 @@ def strict_load(model: UnifiedVoice, state: Mapping[str, torch.Tensor], source: 
     skip = ALIAS_PREFIXES
     if not model.has_conditioning_encoders:
         skip = skip + tuple(f"{name}." for name in CONDITIONING_MODULES)
-    state = {k: v for k, v in state.items() if not k.startswith(skip)}
-    expected = model.state_dict()
+    strict_load_module(model, {k: v for k, v in state.items() if not k.startswith(skip)}, source)
+
+
+def strict_load_module(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str = "model"
+) -> None:
+    """`load_state_dict(strict=True)` after checking every key and shape ourselves, so that a misfit is
+    ONE line naming the first missing/unexpected key or wrong shape (not a 600-line diff)."""
+    expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
         raise CheckpointError(f"{source}: missing key {missing[0]!r} ({len(missing)} missing in all)")
@@ -77,11 +85,11 @@ def strict_load(model: UnifiedVoice, state: Mapping[str, torch.Tensor], source: 
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointError(
-                f"{source}: key {key!r} has shape {list(tensor.shape)}, the model expects "
+                f"{source}: key {key!r} has shape {list(tensor.shape)}, the {what} expects "
                 f"{list(expected[key].shape)} (wrong config for this checkpoint?)"
             )
     dtype = next(iter(expected.values())).dtype
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    module.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
 
 
 def load_gpt_checkpoint(model: UnifiedVoice, path: str | Path) -> UnifiedVoice:
