@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -269,3 +270,23 @@ def test_dataloader_workers_split_shards_and_keep_the_step_count(data):
     keys = [b.keys for b in loader]
     assert len(keys) == steps and steps % 2 == 0
     assert [b.keys for b in torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)] == keys
+
+
+def test_bf16_deepspeed_as_the_gpu_config_runs(data, tmp_path):
+    """The shipped GPU config trains in bf16; the same code path runs here on CPU (DeepSpeed keeps
+    buffers in fp32 and casts parameters only: mixed dtypes must not break the step)."""
+    config = (
+        (REPO / "accelerate_config.cpu.yaml")
+        .read_text()
+        .replace("mixed_precision: 'no'", "mixed_precision: bf16")
+    )
+    assert "mixed_precision: bf16" in (REPO / "accelerate_config.yaml").read_text()
+    (tmp_path / "bf16.yaml").write_text(config)
+    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    head = [str(ACCELERATE), "launch", "--config_file", str(tmp_path / "bf16.yaml")]
+    job = [str(REPO / "launch" / "train.py"), "--data", str(data), "--out", str(tmp_path / "run")]
+    cmd = [*head, "--main_process_port", str(free_port()), *job, "--epochs", "1", *FAST]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "mixed precision bf16" in res.stderr
+    assert all(math.isfinite(v) for v in step_losses(res.stderr).values())

@@ -34,18 +34,14 @@ CONDITIONING_MODULES = (
 
 
 class ZeroPositions(nn.Module):
-    """Stands in for GPT-2's `wpe`: the backbone must add no positional signal of its own."""
+    """Stands in for GPT-2's `wpe`: the backbone must add no positional signal of its own.
 
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-        # Non-persistent, empty: follows `.to(dtype)` so the zeros match the model's dtype.
-        self.register_buffer("dtype_probe", torch.zeros(0), persistent=False)
+    Returns a 0-dim zero: broadcasting adds nothing, and a 0-dim tensor never changes the dtype of
+    `inputs_embeds` (bf16 stays bf16 even though DeepSpeed keeps buffers in fp32).
+    """
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(
-            (*position_ids.shape, self.dim), dtype=self.dtype_probe.dtype, device=position_ids.device
-        )
+        return torch.zeros((), device=position_ids.device)
 
 
 class LearnedPositions(nn.Module):
@@ -79,7 +75,7 @@ def build_backbone(cfg: GPTConfig) -> GPT2Model:
     )
     gpt = GPT2Model(gpt_config)
     del gpt.wte
-    gpt.wpe = ZeroPositions(cfg.model_dim)
+    gpt.wpe = ZeroPositions()
     return gpt
 
 
