@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from indextts_dist.audio import ClipRejected
 from indextts_dist.conditioning import load_conditioning
 from indextts_dist.corpus import make_bad_inputs, synthesize_corpus
 from indextts_dist.distributed import World
@@ -176,3 +177,15 @@ def test_rerun_after_a_crash_reuses_finished_shards(inputs, single, tmp_path):
     a = load_conditioning(single / "global_conditioning.safetensors")
     b = load_conditioning(out / "global_conditioning.safetensors")
     assert torch.equal(a.gpt_conditioning, b.gpt_conditioning) and torch.equal(a.emo_vec, b.emo_vec)
+
+
+def test_a_transcript_the_tokenizer_cannot_spell_is_rejected(inputs, tmp_path):
+    audio, csv, _ = inputs
+    comps = load_components("tiny", None, None)
+    clip = next(c for c in list_clips(audio) if c.reject is None)
+    opts = options(audio, csv, tmp_path)
+    with pytest.raises(ClipRejected) as err:
+        process_clip(clip, comps, opts, "😂😂 👍👍 🎉🎉 ok")
+    assert err.value.reason == "unknown_tokens" and "<unk>" in str(err.value)
+    kept = process_clip(clip, comps, opts, "Well, [UH] this one is fine.")
+    assert kept.meta["unk_share"] == 0 and kept.meta["markers"] == {"[UH]": 1}

@@ -376,6 +376,8 @@ def test_tiny_corpus_has_no_unk(tiny: TextTokenizer) -> None:
     assert tiny.unk_share(ids) == 0.0
     assert tiny.unk_share([tiny.unk_id, 5, 6, 7]) == 0.25
     assert tiny.unk_share([]) == 0.0
+    space = tiny.piece_to_id("▁")
+    assert tiny.unk_share([space, tiny.unk_id, space, 5]) == 0.5  # word boundaries are not content
 
 
 def test_tiny_cache_hit_does_not_retrain(tmp_path: Path) -> None:

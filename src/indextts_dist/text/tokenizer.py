@@ -93,11 +93,14 @@ class TextTokenizer:
         return self._sp.piece_to_id(piece)
 
     def unk_share(self, ids: Sequence[int]) -> float:
-        """Fraction of ``<unk>`` ids: how much of a transcript the vocabulary cannot represent."""
-        if len(ids) == 0:
+        """Fraction of ``<unk>`` among the content pieces: how much of a transcript the vocabulary
+        cannot represent. Bare word-boundary pieces (``▁``) carry no content and are not counted, so
+        "😂 👍 ok" is 2/3 unknown, not 2/5."""
+        space = self._sp.piece_to_id("▁")
+        content = [int(i) for i in ids if int(i) != space or space == self.unk_id]
+        if not content:
             return 0.0
-        unk = self.unk_id
-        return sum(1 for i in ids if int(i) == unk) / len(ids)
+        return sum(1 for i in content if i == self.unk_id) / len(content)
 
     @property
     def sha256(self) -> str:
