@@ -122,6 +122,8 @@ def test_markers_transcripts_and_coverage(inputs, single):
     assert set(info["tokenizer_coverage"]["unk_share_per_clip"]) == {m["id"] for m in metas}
     assert (single / "transcripts_verbatim.csv").read_text().startswith("file,text\n")
     assert len(info["splits"]["val"]) >= 1
+    pause_codes = info["markers"]["pause_codes"]  # the ASR clips' measured pauses, as codes
+    assert pause_codes and all(0 <= int(c) < 64 and n > 0 for c, n in pause_codes.items())
     for m in metas:
         assert m["text_normalized"] == m["text_normalized"].upper()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from indextts_dist.preprocess.clip import ProcessedClip, count_markers
+from indextts_dist.preprocess.clip import ProcessedClip, count_markers, pause_code_counts
 from indextts_dist.preprocess.dataset_info import validation_split
 from indextts_dist.preprocess.listing import deal, list_clips
 from indextts_dist.preprocess.shards import ConditioningSums, load_unit, read_tar_samples, write_unit
@@ -76,3 +76,10 @@ def test_shard_unit_round_trip(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "shard-000-00000.cond.safetensors", "shard-000-00000.json", "shard-000-00000.tar",
     ]  # fmt: skip
+
+
+def test_pause_codes_are_the_codes_inside_measured_silences():
+    codes = list(range(100))  # 2 s at 50 codes/s
+    speech = [(0.0, 0.5), (0.9, 1.2), (1.3, 2.0)]  # a 0.4 s pause, then a 0.1 s gap (not a pause)
+    assert pause_code_counts(codes, speech) == {str(c): 1 for c in range(25, 45)}
+    assert pause_code_counts(codes, []) == {}

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -34,6 +35,23 @@ def sample_key(listed: ListedClip) -> str:
     """A webdataset key: no dots or slashes (they would split extensions), unique by content hash."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", listed.relative.rsplit(".", 1)[0]).strip("_")[:80]
     return f"{stem or 'clip'}-{(listed.sha256 or '')[:10]}"
+
+
+PAUSE_S = 0.3
+CODE_RATE = 50
+
+
+def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> dict[str, int]:
+    """Which semantic codes the clip's measured pauses (silences of >= 0.3 s between speech) map to.
+
+    `diagnose` compares generated code streams against these: the share of generated codes that are
+    "pause codes" tells whether the adapter learned the speaker's pausing. Empty without ASR timing.
+    """
+    counts: Counter[str] = Counter()
+    for (_, end), (start, _) in pairwise(speech):
+        if start - end >= PAUSE_S:
+            counts.update(str(c) for c in codes[round(end * CODE_RATE) : round(start * CODE_RATE)])
+    return dict(counts)
 
 
 @dataclass
@@ -74,9 +92,11 @@ def process_clip(
         raise ClipRejected(listed.relative, *listed.reject)
     with timer.stage("decode"):
         clip = prepare_clip(listed.path, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
+    speech: list[tuple[float, float]] = []
     if override is None:
         with timer.stage("asr"):
-            raw_text = comps.transcriber.transcribe(clip.samples).text
+            transcript = comps.transcriber.transcribe(clip.samples)
+        raw_text, speech = transcript.text, transcript.speech
     else:
         raw_text = override
     text = " ".join(raw_text.split())
@@ -118,6 +138,7 @@ def process_clip(
         "transcript_source": "csv" if override is not None else "asr",
         "unk_share": round(unk_share, 4),
         "markers": dict(count_markers(text)),
+        "pause_codes": pause_code_counts(codes.tolist(), speech),
     }
     return ProcessedClip(
         meta["id"],

@@ -47,8 +47,10 @@ def write_summary_files(
             f"bookkeeping error: {len(samples)} accepted + {len(rejects)} rejected != {total_inputs} inputs"
         )
     markers: Counter[str] = Counter()
+    pause_codes: Counter[str] = Counter()
     for s in samples:
         markers.update(s["markers"])
+        pause_codes.update(s.get("pause_codes", {}))
     words = sum(len(s["text"].split()) for s in samples)
     unk_pieces = sum(s["unk_share"] * s["text_len"] for s in samples)
     text_pieces = sum(s["text_len"] for s in samples)
@@ -71,6 +73,9 @@ def write_summary_files(
             "clips_with_markers": sum(1 for s in samples if s["markers"]),
             "per_100_words": {m: round(100 * c / max(words, 1), 3) for m, c in sorted(markers.items())},
             "words": words,
+            # Codes inside measured pauses (ASR clips), most frequent first: what pauses sound like
+            # to the GPT. `diagnose` measures how often generated codes fall in this set.
+            "pause_codes": dict(pause_codes.most_common(32)),
         },
         "tokenizer_coverage": {
             "unk_share_total": round(unk_pieces / max(text_pieces, 1), 6),
