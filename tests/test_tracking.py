@@ -416,3 +416,64 @@ def test_pyfunc_input_and_params() -> None:
     )
     with pytest.raises(ValueError, match="unknown decoding params: beams"):
         decoding_from_params({"beams": 2})
+
+
+# -- consume: `indextts-dist infer` and the Python API on the registered model ---------------------
+
+
+def _infer(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from indextts_dist.cli.main import main
+
+    code = main(["infer", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_infer_from_the_registry_writes_codes_latents_and_records(
+    registered, server: LocalMlflowServer, package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from indextts_dist.inference.synthesize import PatternInference
+
+    long_text = " ".join(["This is a long sentence, with commas, and more words."] * 14)
+    args = ["--model", f"models:/{MODEL_NAME}@candidate", "--mlflow-uri", server.uri, "--cache-dir",
+            str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--seed", "0", "--max-codes", "25",
+            "--text", "Well, [UH] hello there.", "--text", long_text]  # fmt: skip
+    code, out, err = _infer(args, capsys)
+    assert code == 0, err
+    assert "RANDOM" in out
+    records = [json.loads((tmp_path / "out" / f"00{i}.json").read_text()) for i in range(2)]
+    assert records[0]["segments"] == 1 and records[1]["segments"] > 1  # long text split like the official
+    assert all(len(seg) <= 120 for seg in records[1]["text_ids"])
+    assert records[0]["decoding"]["num_beams"] == 3 and records[0]["text_normalized"].startswith("WELL, 'UH'")
+    local = PatternInference.load(package)
+    again = local(["Well, [UH] hello there.", long_text], DecodingConfig(seed=0, max_new_tokens=25))
+    for i, record in enumerate(records):
+        codes = np.load(tmp_path / "out" / f"00{i}.codes.npy")
+        latents = np.load(tmp_path / "out" / f"00{i}.latents.npy")
+        assert codes.dtype == np.int32 and codes.shape == (record["code_count"],)
+        assert latents.shape == (codes.shape[0], 64) and latents.dtype == np.float32
+        assert codes.tolist() == again[i].codes.tolist()  # the registry copy is the same model
+    # The latents are the official forward at batch size 1 over (text, codes).
+    r = again[0]
+    official = local.model(local.prefix, torch.tensor([r.segments[0]]), torch.tensor([len(r.segments[0])]),
+                           r.codes[None], torch.tensor([r.codes.numel()])).mel_latents[0]  # fmt: skip
+    assert torch.allclose(official, r.latents, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "message"),
+    [
+        ("models:/no-such-model@candidate", "hi", "no-such-model"),
+        (f"models:/{MODEL_NAME}@nope", "hi", "nope"),
+        ("/nonexistent/folder", "hi", "no such model folder"),
+        (None, "   ", "empty text"),
+    ],
+)
+def test_infer_bad_input_is_one_line(
+    registered, server: LocalMlflowServer, package: Path, tmp_path: Path, capsys, model, text, message
+) -> None:
+    args = ["--model", model or str(package), "--mlflow-uri", server.uri, "--cache-dir", str(tmp_path),
+            "--out", str(tmp_path / "out"), "--text", text]  # fmt: skip
+    code, _, err = _infer(args, capsys)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,0 +1,58 @@
+"""`indextts-dist infer`: a registered (or local) pattern model -> codes and GPT latents per text."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .generate import add_decoding_args, decoding_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="generate with a registered pattern model (models:/NAME@ALIAS or a package folder)",
+    )
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a folder")
+    p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
+    p.add_argument("--texts", type=Path, help="file with one text per line")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--weights-dir", type=Path, help="official base weights (default: $INDEXTTS_WEIGHTS_DIR)")
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/indextts-dist-models"))
+    p.add_argument("--segment-tokens", type=int, default=120, help="longest text segment (official: 120)")
+    p.add_argument("--batch-size", type=int, default=8)
+    add_decoding_args(p)
+    p.set_defaults(func=run)
+
+
+def read_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.text)
+    if args.texts:
+        if not args.texts.is_file():
+            raise FileNotFoundError(f"{args.texts}: texts file not found")
+        texts += [line.strip() for line in args.texts.read_text().splitlines() if line.strip()]
+    if not texts:
+        raise ValueError("no text given (use --text or --texts)")
+    return texts
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference.outputs import write_synthesis
+    from ..inference.synthesize import PatternInference
+
+    texts = read_texts(args)
+    tts = PatternInference.load(
+        args.model, tracking_uri=args.mlflow_uri, cache_dir=args.cache_dir, weights_dir=args.weights_dir,
+        segment_tokens=args.segment_tokens,
+    )  # fmt: skip
+    decoding = decoding_from_args(args)
+    results = tts(texts, decoding, batch_size=args.batch_size)
+    for path, r in zip(
+        write_synthesis(results, decoding, args.out, str(args.model), tts.label), results, strict=True
+    ):
+        capped = "" if all(r.stopped) else " (a segment hit the cap)"
+        print(f"{path.with_suffix('')}: {len(r.segments)} segment(s), {r.codes.numel()} codes{capped}")
+    if tts.label:
+        print(f"note: {tts.label}")
+    return 0

@@ -1,0 +1,1 @@
+"""Stage 3: consume a registered pattern model — generate codes and GPT latents, diagnose it."""

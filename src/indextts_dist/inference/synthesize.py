@@ -1,0 +1,122 @@
+"""The Python API of a pattern model: load once, call many times, batched.
+
+    from indextts_dist.inference.synthesize import PatternInference
+    tts = PatternInference.load("models:/my-speaker@candidate")      # or a local package folder
+    for r in tts(["Life finds a way.", "Well, [UH] I think so."]):
+        r.codes, r.latents                                           # semantic codes, GPT latents for S2Mel
+
+Long texts are split into segments as the official inference does (SPEC §c.4); each segment is
+generated on its own (segments of all texts share batches) and the results are joined in order.
+The latents are what the official forward returns for (text, codes) at batch size 1: S2Mel's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..generate import DecodingConfig, generate_codes
+from ..tracking import fetch_model, load_package
+from ..tracking.package import PatternModel
+from .segment import MAX_SEGMENT_TOKENS, split_segments
+
+__all__ = ["PatternInference", "Synthesis"]
+
+
+@dataclass
+class Synthesis:
+    text: str
+    normalized: str
+    segments: list[list[int]]
+    """Text ids of each segment (no start/stop)."""
+    codes: torch.Tensor
+    """Semantic codes of all segments, joined [N] (int64)."""
+    latents: torch.Tensor
+    """GPT latents [N, model_dim] (float32), one row per code."""
+    stopped: list[bool]
+    """Per segment: ended with the stop code (False: hit the cap)."""
+
+
+class PatternInference:
+    def __init__(self, pattern: PatternModel, segment_tokens: int = MAX_SEGMENT_TOKENS) -> None:
+        self.pattern = pattern
+        self.model = pattern.model.eval()
+        self.tokenizer = pattern.tokenizer
+        self.prefix = pattern.generator.prefix
+        self.segment_tokens = min(segment_tokens, self.model.cfg.max_text_tokens)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        tracking_uri: str | None = None,
+        cache_dir: str | Path = ".cache/indextts-dist-models",
+        weights_dir: str | Path | None = None,
+        segment_tokens: int = MAX_SEGMENT_TOKENS,
+    ) -> PatternInference:
+        """`models:/NAME@ALIAS`, `models:/NAME/VERSION`, or a local package folder."""
+        if str(model).startswith("models:/"):
+            folder = fetch_model(str(model), cache_dir, tracking_uri=tracking_uri)
+        else:
+            folder = Path(model)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder}: no such model folder (or use a models:/NAME@ALIAS URI)")
+        return cls(load_package(folder, weights_dir=weights_dir), segment_tokens)
+
+    @property
+    def label(self) -> str | None:
+        return self.pattern.label
+
+    def segment(self, text: str) -> list[list[int]]:
+        if not text.strip():
+            raise ValueError("empty text: nothing to synthesize")
+        pieces = self.tokenizer.tokenize(text)
+        return [
+            [self.tokenizer.piece_to_id(p) for p in seg]
+            for seg in split_segments(pieces, self.segment_tokens)
+        ]
+
+    @torch.no_grad()
+    def latents(self, text_ids: list[int], codes: torch.Tensor) -> torch.Tensor:
+        """The official forward at batch size 1: final-normed hidden states of the mel block [N, D]."""
+        device = self.model.mel_embedding.weight.device
+        ids = torch.tensor([text_ids], device=device)
+        out = self.model(self.prefix, ids, torch.tensor([len(text_ids)], device=device),
+                         codes[None].to(device), torch.tensor([codes.numel()], device=device))  # fmt: skip
+        return out.mel_latents[0].float().cpu()
+
+    def __call__(
+        self, texts: Sequence[str], decoding: DecodingConfig | None = None, batch_size: int = 8
+    ) -> list[Synthesis]:
+        decoding = decoding or DecodingConfig()
+        per_text = [self.segment(t) for t in texts]
+        flat = [(i, seg) for i, segs in enumerate(per_text) for seg in segs]
+        codes: list[torch.Tensor] = []
+        stopped: list[bool] = []
+        for start in range(0, len(flat), batch_size):
+            chunk = [seg for _, seg in flat[start : start + batch_size]]
+            result = generate_codes(self.model, self.prefix, chunk, decoding)
+            codes.extend(result.codes)
+            stopped.extend(result.stopped)
+        out = []
+        for i, text in enumerate(texts):
+            rows = [k for k, (owner, _) in enumerate(flat) if owner == i]
+            seg_codes = [codes[k] for k in rows]
+            seg_latents = [self.latents(flat[k][1], codes[k]) for k in rows]
+            out.append(
+                Synthesis(
+                    text=text,
+                    normalized=self.tokenizer.prepare(text),
+                    segments=per_text[i],
+                    codes=torch.cat(seg_codes) if seg_codes else torch.zeros(0, dtype=torch.long),
+                    latents=torch.cat(seg_latents)
+                    if seg_latents
+                    else torch.zeros(0, self.model.cfg.model_dim),
+                    stopped=[stopped[k] for k in rows],
+                )
+            )
+        return out
