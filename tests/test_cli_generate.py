@@ -48,28 +48,49 @@ pytestmark = pytest.mark.slow  # runs the real `indextts-dist demo` end to end (
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     exe = Path(sys.executable).parent / "indextts-dist"
-    res = subprocess.run([str(exe), "demo", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
+    config = Path(__file__).resolve().parents[1] / "accelerate_config.cpu.yaml"
+    cmd = [str(exe), "demo", "--out", str(out), "--accelerate-config", str(config)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "RANDOM weights" in res.stdout and "not speech" in res.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///" in res.stdout
     return out
 
 
-def test_demo_runs_the_pipeline_and_writes_codes(demo_dir):
-    cond = load_conditioning(demo_dir / "data" / "global_conditioning.safetensors", preset("tiny"))
+def test_demo_runs_the_whole_pipeline(demo_dir):
+    data = demo_dir / "data"
+    cond = load_conditioning(data / "global_conditioning.safetensors", preset("tiny"))
     assert cond.metadata["method"] == "mean" and cond.metadata["num_clips"] == "8"
-    info = json.loads((demo_dir / "data" / "dataset_info.json").read_text())
+    info = json.loads((data / "dataset_info.json").read_text())
     assert info["counts"] == {"inputs": 8, "accepted": 8, "rejected": 0, "rejected_by_reason": {}}
-    assert len(list((demo_dir / "data").glob("shard-001-*.tar"))) == 1  # two ranks really ran
+    assert len(list(data.glob("shard-001-*.tar"))) == 1  # two preprocess ranks really ran
+    assert (data / "rejects.jsonl").read_text() == "" and (data / "transcripts_verbatim.csv").is_file()
+    manifest = json.loads((demo_dir / "run" / "model" / "manifest.json").read_text())
+    assert manifest["selection"]["select"] == "best" and "RANDOM" in manifest["label"]
+    assert (demo_dir / "run" / "model" / "adapter" / "adapter_model.safetensors").is_file()
     summary = json.loads((demo_dir / "summary.json").read_text())
     assert "RANDOM" in summary["label"] and len(summary["outputs"]) == 3
     for item in summary["outputs"]:
         info = json.loads(Path(item["json"]).read_text())
         codes = np.load(Path(item["json"]).with_suffix(".codes.npy"))
+        latents = np.load(Path(item["json"]).with_suffix(".latents.npy"))
         assert codes.dtype == np.int32 and codes.shape == (info["code_count"],)
+        assert latents.shape == (codes.shape[0], 64)
         assert info["decoding"]["num_beams"] == 3 and info["decoding"]["top_k"] == 30
-        assert ((codes >= 0) & (codes < preset("tiny").codebook_size + 2)).all()
+        assert info["model"] == "models:/demo-speaker@candidate"
     marker = json.loads((demo_dir / "codes" / "001.json").read_text())
     assert "'UH'" in marker["text_normalized"] and "'UM'" in marker["text_normalized"]
+    assert summary["diagnose"] and (demo_dir / "diagnose.json").is_file()
+    # The registry survives the server: the demo's model is there under its alias.
+    from mlflow.tracking import MlflowClient
+
+    from indextts_dist.tracking import LocalMlflowServer
+
+    with LocalMlflowServer(demo_dir / "mlflow") as server:
+        version = MlflowClient(server.uri).get_model_version_by_alias("demo-speaker", "candidate")
+        assert version.version == "1"
+        history = MlflowClient(server.uri).get_metric_history(version.run_id, "loss")
+        assert len(history) >= 8
 
 
 def test_generate_is_deterministic_per_seed(demo_dir, tmp_path, capsys):

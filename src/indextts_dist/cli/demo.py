@@ -1,8 +1,10 @@
-"""`indextts-dist demo`: what `make demo` runs — the pipeline end to end on the tiny preset.
+"""`indextts-dist demo`: what `make demo` runs — the whole pipeline on the tiny preset.
 
-Synthesizes an espeak-ng speaker corpus, preprocesses it with 2 ranks under torchrun (transcripts
-with pause/filler markers, shards, ONE global conditioning), then generates codes for three texts
-with that conditioning and the official decoding. Random weights: the codes are not speech.
+Synthesizes an espeak-ng speaker corpus, starts a local MLflow server (sqlite), preprocesses with 2
+ranks under torchrun (transcripts with pause/filler markers, shards, ONE global conditioning), trains
+with 2 processes under DeepSpeed ZeRO-2 (CPU, gloo), registers the model with an alias, pulls it back
+by alias, generates codes and GPT latents for three texts, diagnoses it, and stops the server.
+Random weights: nothing here is speech.
 """
 
 from __future__ import annotations
@@ -16,13 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..conditioning import load_conditioning
 from ..generate import DecodingConfig
-from ..generate.text_to_codes import CodeGenerator
-from ..model import TINY_LABEL, build_model, preset
-from ..text import tiny_tokenizer
+from ..model import TINY_LABEL
 from ..utils.atomic import atomic_write_text
-from .generate import write_outputs
 
 DEMO_TEXTS = (
     "Life finds a way.",
@@ -36,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_out", type=Path, help="output directory")
     p.add_argument("--clips", type=int, default=8, help="espeak-ng clips in the demo corpus")
     p.add_argument("--ranks", type=int, default=2, help="preprocess ranks (torchrun processes)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs")
+    p.add_argument("--accelerate-config", default="accelerate_config.cpu.yaml")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -67,38 +67,99 @@ def run_torchrun_preprocess(audio: Path, data: Path, ranks: int) -> None:
     subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
+def run_accelerate_train(config: Path, data: Path, run_dir: Path, uri: str, name: str, epochs: int) -> None:
+    """The user's `accelerate launch … launch/train.py …`, with the tiny preset's quick settings."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+                "--main_process_port", str(_free_port()), "-m", "indextts_dist.cli.main",
+                "train"]  # fmt: skip
+    job = ["--data", str(data), "--out", str(run_dir), "--epochs", str(epochs), "--lora-rank", "8",
+           "--lora-alpha", "16", "--learning-rate", "5e-3", "--warmup-steps", "4",
+           "--max-tokens-per-batch", "1500"]  # fmt: skip
+    registry = [
+        "--mlflow-uri",
+        uri,
+        "--experiment",
+        "indextts-demo",
+        "--register-name",
+        name,
+        "--alias",
+        "candidate",
+    ]
+    print(f"$ accelerate launch --config_file {config} launch/train.py {' '.join(job)} ...", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    subprocess.run([*launcher, *job, *registry], check=True, env=env)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..corpus import synthesize_corpus
+    from ..inference.outputs import write_synthesis
+    from ..inference.synthesize import PatternInference
+    from ..tracking import LocalMlflowServer
 
-    out: Path = args.out
+    out: Path = args.out.resolve()
+    config = Path(args.accelerate_config).resolve()
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: accelerate config not found (run from the repository root)")
     start = time.perf_counter()
+    name = "demo-speaker"
     print(f"indextts-dist demo — {TINY_LABEL}")
     step(f"1. synthesize an espeak-ng speaker corpus ({args.clips} clips)")
     audio = out / "audio"
     clips = synthesize_corpus(audio, n_clips=args.clips, seed=args.seed)
     print(f"{len(clips)} clips in {audio}/ (ground truth in corpus.json)")
 
-    step(f"2. preprocess with {args.ranks} ranks")
-    data = out / "data"
-    run_torchrun_preprocess(audio, data, args.ranks)
+    step("2. start a local MLflow tracking server (sqlite)")
+    with LocalMlflowServer(out / "mlflow") as server:
+        print(f"MLflow at {server.uri} (log: {server.log_path})")
 
-    step("3. generate codes with the global conditioning")
-    cond = load_conditioning(data / "global_conditioning.safetensors", preset("tiny"))
-    model = build_model("tiny", seed=args.seed, with_conditioning_encoders=False)
-    decoding = DecodingConfig(seed=args.seed, max_new_tokens=200)
-    results = CodeGenerator(model, tiny_tokenizer(), cond)(list(DEMO_TEXTS), decoding)
-    written = write_outputs(results, decoding, out / "codes", TINY_LABEL)
-    summary = []
-    for path, r in zip(written, results, strict=True):
-        print(f"  {r.text!r}\n    -> {r.normalized!r}: {len(r.text_ids)} text ids, {r.codes.numel()} codes")
-        summary.append({"json": str(path), "text": r.text, "codes": int(r.codes.numel())})
-    report = {"label": TINY_LABEL, "data": str(data), "outputs": summary}
+        step(f"3. preprocess with {args.ranks} ranks")
+        data = out / "data"
+        run_torchrun_preprocess(audio, data, args.ranks)
+
+        step("4. train with 2 processes (DeepSpeed ZeRO-2 on CPU), register as @candidate")
+        run_dir = out / "run"
+        run_accelerate_train(config, data, run_dir, server.uri, name, args.epochs)
+
+        step(f"5. pull models:/{name}@candidate back and generate")
+        tts = PatternInference.load(
+            f"models:/{name}@candidate", tracking_uri=server.uri, cache_dir=out / "pulled"
+        )
+        decoding = DecodingConfig(seed=args.seed, max_new_tokens=200)
+        results = tts(list(DEMO_TEXTS), decoding)
+        written = write_synthesis(results, decoding, out / "codes", f"models:/{name}@candidate", tts.label)
+        summary = []
+        for path, r in zip(written, results, strict=True):
+            shape = list(r.latents.shape)
+            print(f"  {r.text!r}\n    -> {r.normalized!r}: {r.codes.numel()} codes, latents {shape}")
+            summary.append({"json": str(path), "text": r.text, "codes": int(r.codes.numel())})
+        diagnosis = _diagnose(tts, name, server.uri, out, args.seed)
+    report = {
+        "label": TINY_LABEL,
+        "data": str(data),
+        "run": str(run_dir),
+        "outputs": summary,
+        "diagnose": diagnosis,
+    }
     atomic_write_text(out / "summary.json", json.dumps(report, indent=1))
-    step("done")
-    print(f"corpus      {audio}/")
-    print(f"dataset     {data}/ (shards, dataset_info.json, rejects.jsonl, transcripts_verbatim.csv)")
-    cond_file = data / "global_conditioning.safetensors"
-    print(f"conditioning {cond_file} (mean of {cond.metadata['num_clips']} clips)")
-    print(f"codes       {out / 'codes'}/")
+    step("done (MLflow server stopped)")
+    print(f"corpus        {audio}/")
+    print(f"dataset       {data}/ (shards, dataset_info.json, rejects.jsonl, transcripts_verbatim.csv)")
+    print(f"training run  {run_dir}/ (checkpoints/, model/ = the registered package)")
+    print(f"codes         {out / 'codes'}/ (codes, GPT latents, JSON per text)")
+    print(f"MLflow UI     mlflow ui --backend-store-uri sqlite:///{out / 'mlflow' / 'mlflow.db'} --port 5000")
     print(f"{time.perf_counter() - start:.0f} s. Reminder: {TINY_LABEL}.")
     return 0
+
+
+def _diagnose(tts, name: str, uri: str, out: Path, seed: int) -> dict | None:
+    """Base vs adapted statistics of the pulled model (skipped if the diagnose module is absent)."""
+    step("6. diagnose")
+    try:
+        from ..inference.diagnose import diagnose, format_table
+    except ImportError:
+        print("(diagnose is not available in this build)")
+        return None
+    report = diagnose(tts.pattern.path, list(DEMO_TEXTS), DecodingConfig(seed=seed, max_new_tokens=200))
+    print(format_table(report))
+    atomic_write_text(out / "diagnose.json", json.dumps(report, indent=1))
+    return {"json": str(out / "diagnose.json")}
