@@ -477,3 +477,20 @@ def test_infer_bad_input_is_one_line(
     code, _, err = _infer(args, capsys)
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_infer_refuses_a_package_with_a_missing_or_swapped_conditioning(
+    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+    shutil.copytree(package, missing)
+    (missing / "global_conditioning.safetensors").unlink()
+    code, _, err = _infer(["--model", str(missing), "--text", "hi", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "global_conditioning.safetensors is missing" in err
+    swapped = tmp_path / "swapped"
+    shutil.copytree(package, swapped)
+    save_conditioning(
+        GlobalConditioning(torch.zeros(32, 48), torch.zeros(48)), swapped / "global_conditioning.safetensors"
+    )
+    code, _, err = _infer(["--model", str(swapped), "--text", "hi", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "does not match its sha256" in err and len(err.strip().splitlines()) == 1
