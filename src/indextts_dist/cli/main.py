@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..model import CheckpointError
 from ..reference import ReferenceError
 from ..text import TokenizerError
-from . import demo, generate, infer, preprocess, register, train, verify
+from . import demo, diagnose, generate, infer, preprocess, register, train, verify
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "conditioning, distributed.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, generate, infer, preprocess, register, train, verify):
+    for command in (demo, diagnose, generate, infer, preprocess, register, train, verify):
         command.add_parser(sub)
     return parser
 

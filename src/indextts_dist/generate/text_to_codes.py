@@ -49,9 +49,11 @@ class CodeGenerator:
             for text in chunk:
                 if not text.strip():
                     raise ValueError("empty text: nothing to synthesize")
-            ids = [self.tokenizer.encode(t) for t in chunk]
+            prepared = [self.tokenizer.prepare(t) for t in chunk]
+            ids = [self.tokenizer.encode_prepared(p) for p in prepared]
             out = generate_codes(self.model, self.prefix, ids, decoding)
-            for text, text_ids, codes, stopped in zip(chunk, ids, out.codes, out.stopped, strict=True):
-                normalized = self.tokenizer.prepare(text)
+            for text, normalized, text_ids, codes, stopped in zip(
+                chunk, prepared, ids, out.codes, out.stopped, strict=True
+            ):
                 results.append(CodesForText(text, normalized, text_ids, codes, stopped))
         return results

@@ -71,14 +71,11 @@ class PatternInference:
     def label(self) -> str | None:
         return self.pattern.label
 
-    def segment(self, text: str) -> list[list[int]]:
-        if not text.strip():
-            raise ValueError("empty text: nothing to synthesize")
-        pieces = self.tokenizer.tokenize(text)
-        return [
-            [self.tokenizer.piece_to_id(p) for p in seg]
-            for seg in split_segments(pieces, self.segment_tokens)
-        ]
+    def segment(self, prepared: str) -> list[list[int]]:
+        """Text ids per segment of an already normalized text."""
+        pieces = self.tokenizer.tokenize_prepared(prepared)
+        segments = split_segments(pieces, self.segment_tokens)
+        return [[self.tokenizer.piece_to_id(p) for p in seg] for seg in segments]
 
     @torch.no_grad()
     def latents(self, text_ids: list[int], codes: torch.Tensor) -> torch.Tensor:
@@ -93,7 +90,10 @@ class PatternInference:
         self, texts: Sequence[str], decoding: DecodingConfig | None = None, batch_size: int = 8
     ) -> list[Synthesis]:
         decoding = decoding or DecodingConfig()
-        per_text = [self.segment(t) for t in texts]
+        if any(not t.strip() for t in texts):
+            raise ValueError("empty text: nothing to synthesize")
+        prepared = [self.tokenizer.prepare(t) for t in texts]
+        per_text = [self.segment(p) for p in prepared]
         flat = [(i, seg) for i, segs in enumerate(per_text) for seg in segs]
         codes: list[torch.Tensor] = []
         stopped: list[bool] = []
@@ -110,7 +110,7 @@ class PatternInference:
             out.append(
                 Synthesis(
                     text=text,
-                    normalized=self.tokenizer.prepare(text),
+                    normalized=prepared[i],
                     segments=per_text[i],
                     codes=torch.cat(seg_codes) if seg_codes else torch.zeros(0, dtype=torch.long),
                     latents=torch.cat(seg_latents)

@@ -1,0 +1,222 @@
+"""`diagnose`: why a pattern model does not sound like the speaker — the guide's "Troubleshooting".
+
+The guide's three questions, answered from the package alone: did the adapter learn anything
+(per-layer norms of its updates; all-zero = "this adapter learned nothing"), is it used with the
+conditioning it was trained against (sha256 and base fingerprint), and was the dataset built with ONE
+global conditioning (`dataset_info.json` version). Then the effect itself: the base GPT and the
+adapted one on the same texts with the same seed and the same conditioning, so the only difference
+is the adapter. Every finding is one line in `problems`; the report is plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..conditioning import ConditioningError, load_conditioning
+from ..generate import DecodingConfig
+from ..generate.text_to_codes import CodeGenerator
+from ..model import CheckpointError, GPTConfig, build_model, file_sha256
+from ..tracking.package import (
+    CONDITIONING_FILE,
+    CONFIG_FILE,
+    PackageError,
+    _weights_file,
+    load_package,
+    read_manifest,
+)
+from .adapter_norms import AdapterError, adapter_norms
+from .code_stats import code_statistics, pause_code_set, stat_deltas
+from .diagnose_table import format_table
+
+__all__ = ["DATASET_VERSION", "check_conditioning", "check_dataset", "diagnose", "format_table"]
+
+DATASET_VERSION = "v2_pattern_conditioned"
+"""`preprocess.dataset_info.DATASET_VERSION`, restated so that diagnosing does not import the pipeline."""
+
+
+def diagnose(
+    package_dir: str | Path,
+    texts: Sequence[str],
+    decoding: DecodingConfig,
+    weights_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The full report for a package folder (raises PackageError only when it is not a package)."""
+    root = Path(package_dir)
+    manifest = read_manifest(root)
+    texts = [t.strip() for t in texts]
+    if not texts or not all(texts):
+        raise ValueError("diagnose needs at least one text, and no empty ones")
+    if decoding.seed is None:  # base and adapted must draw the same random numbers
+        decoding = dataclasses.replace(decoding, seed=0)
+
+    # Blocking: the package would not load (or not as trained). Findings: it loads, but is weak.
+    blocking = _file_problems(root, manifest)
+    findings: list[str] = []
+    try:
+        norms = adapter_norms(root / "adapter")
+        adapter: dict[str, Any] = norms.to_dict()
+        findings += norms.problems()
+    except AdapterError as exc:
+        adapter = {"error": str(exc)}
+        blocking.append(str(exc))
+    conditioning = check_conditioning(root, manifest)
+    dataset = check_dataset(manifest)
+    blocking += conditioning["problems"]
+    findings += dataset["problems"]
+
+    if blocking:
+        stats: dict[str, Any] = {"skipped": "the package does not load as it is; fix the problems first"}
+    else:
+        try:
+            stats = compare_base_and_adapted(root, manifest, texts, decoding, weights_dir, dataset)
+        except (PackageError, ConditioningError, CheckpointError) as exc:
+            stats = {"skipped": str(exc)}
+            blocking.append(str(exc))
+    problems = blocking + findings
+    return {
+        "package": str(root),
+        "model": {
+            "preset": manifest.get("preset"),
+            "label": manifest.get("label"),
+            "base_fingerprint": manifest.get("base_fingerprint"),
+            "selection": manifest.get("selection"),
+        },
+        "adapter": adapter,
+        "conditioning": conditioning,
+        "dataset": dataset,
+        "statistics": stats,
+        "problems": problems,
+    }
+
+
+def _file_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Every payload file that is missing or edited (the conditioning file has its own check, which
+    says what a different conditioning means)."""
+    found = []
+    for rel, digest in sorted((manifest.get("files") or {}).items()):
+        if rel == CONDITIONING_FILE:
+            continue
+        path = root / rel
+        if not path.is_file():
+            found.append(f"{rel} is missing from the package")
+        elif file_sha256(path) != digest:
+            found.append(f"{rel} does not match its sha256 in the manifest (corrupt or edited)")
+    return found
+
+
+def check_conditioning(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The package's conditioning file vs the one recorded when the adapter was packaged."""
+    recorded = manifest.get("conditioning") or {}
+    trained = recorded.get("sha256") or (manifest.get("files") or {}).get(CONDITIONING_FILE)
+    base = manifest.get("base_fingerprint")
+    out: dict[str, Any] = {
+        "sha256": None,
+        "trained_sha256": trained,
+        "matches": None,
+        "base_model_fingerprint": None,
+        "base_fingerprint": base,
+        "base_matches": None,
+        "metadata": {},
+        "problems": [],
+    }
+    path = root / CONDITIONING_FILE
+    if not path.is_file():
+        out["problems"].append(
+            f"{CONDITIONING_FILE} is missing: the adapter only works with the conditioning it was "
+            "trained with"
+        )
+        return out
+    sha = out["sha256"] = file_sha256(path)
+    if trained is not None:
+        out["matches"] = sha == trained
+        if sha != trained:
+            differs = _metadata_differences(recorded.get("metadata") or {}, path)
+            out["problems"].append(
+                f"{CONDITIONING_FILE} is not the conditioning the adapter was trained with "
+                f"(sha256 {sha[:12]}…, trained with {trained[:12]}…{differs}): patterns will not come "
+                "back; use the package's own file or re-train against this one"
+            )
+    try:
+        config_path = root / CONFIG_FILE
+        cfg = GPTConfig.from_dict(json.loads(config_path.read_text())) if config_path.is_file() else None
+        cond = load_conditioning(path, cfg)
+    except ConditioningError as exc:
+        out["problems"].append(str(exc))
+        return out
+    out["metadata"] = cond.metadata
+    cond_base = out["base_model_fingerprint"] = cond.metadata.get("base_model_fingerprint")
+    out["base_matches"] = cond_base == base if cond_base and base else None
+    if cond_base and base and cond_base != base:
+        out["problems"].append(
+            f"{CONDITIONING_FILE} was computed on base {cond_base[:12]}…, the adapter's base is {base[:12]}…"
+        )
+    return out
+
+
+def _metadata_differences(trained: Mapping[str, Any], path: Path) -> str:
+    """`; num_clips 3 -> 5` for the recorded metadata keys that changed (empty when unreadable)."""
+    try:
+        now = load_conditioning(path).metadata
+    except ConditioningError:
+        return ""
+    changed = [f"{k} {trained[k]} -> {now.get(k)}" for k in sorted(trained) if str(trained[k]) != now.get(k)]
+    return f"; {', '.join(changed)}" if changed else ""
+
+
+def check_dataset(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Was the training data built with ONE global conditioning (the guide's step 2 check)?"""
+    info = manifest.get("dataset") or manifest.get("dataset_info")
+    version = info.get("version") if isinstance(info, Mapping) else None
+    out: dict[str, Any] = {"version": version, "ok": version == DATASET_VERSION, "problems": []}
+    if not isinstance(info, Mapping):
+        out["problems"].append(
+            "the package records no dataset_info.json: cannot tell whether the dataset was built with "
+            f"global conditioning (expected version {DATASET_VERSION!r})"
+        )
+    elif version != DATASET_VERSION:
+        out["problems"].append(
+            f"dataset version is {version!r}, not {DATASET_VERSION!r}: the training data was not built "
+            "with ONE global conditioning; re-run preprocess, then train again"
+        )
+    if isinstance(info, Mapping):
+        markers = info.get("markers") or {}
+        out["marker_counts"] = markers.get("counts") if isinstance(markers, Mapping) else None
+        codes = pause_code_set(info)
+        out["pause_codes"] = sorted(codes) if codes is not None else None
+    return out
+
+
+def compare_base_and_adapted(
+    root: Path,
+    manifest: Mapping[str, Any],
+    texts: list[str],
+    decoding: DecodingConfig,
+    weights_dir: str | Path | None,
+    dataset: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Adapted first (load_package checks everything), then the bare base with the same tokenizer
+    and conditioning; one model in memory at a time."""
+    pause = set(dataset["pause_codes"]) if dataset.get("pause_codes") is not None else None
+    package = load_package(root, weights_dir)
+    adapted = code_statistics(package.generator(texts, decoding), pause)
+    tokenizer, conditioning, cfg = package.tokenizer, package.conditioning, package.model.cfg
+    del package
+    preset = manifest["preset"]
+    base_model = build_model(
+        preset,
+        _weights_file(preset, weights_dir),
+        config=cfg,
+        seed=int(manifest.get("seed", 0)),
+        with_conditioning_encoders=False,
+    )
+    base = code_statistics(CodeGenerator(base_model, tokenizer, conditioning)(texts, decoding), pause)
+    return {
+        "decoding": decoding.to_dict(),
+        "base": base,
+        "adapted": adapted,
+        "delta": stat_deltas(base, adapted),
+    }
