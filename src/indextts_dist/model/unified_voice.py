@@ -218,6 +218,11 @@ class UnifiedVoice(nn.Module):
         if prefix.size(0) != text_ids.size(0):
             prefix = prefix.expand(text_ids.size(0), -1, -1)
         h_text, h_mel = self.hidden(prefix, self.embed_text(text_inputs), self.embed_mel(mel_inputs))
+        return self._teacher_forced(h_text, h_mel, text_targets, mel_targets)
+
+    def _teacher_forced(
+        self, h_text: torch.Tensor, h_mel: torch.Tensor, text_targets: torch.Tensor, mel_targets: torch.Tensor
+    ) -> TeacherForced:
         return TeacherForced(
             text_logits=self.text_head(h_text),
             mel_logits=self.mel_head(h_mel),
@@ -266,12 +271,5 @@ class UnifiedVoice(nn.Module):
         hidden = self.final_norm(
             self.gpt(inputs_embeds=seq, attention_mask=mask, use_cache=False).last_hidden_state
         )
-        h_text = hidden[b, text_pos]
         h_mel = hidden[b, mel_pos.clamp_max(width - 1)]
-        return TeacherForced(
-            text_logits=self.text_head(h_text),
-            mel_logits=self.mel_head(h_mel),
-            text_targets=text_targets,
-            mel_targets=mel_targets,
-            mel_latents=h_mel[:, :-2],
-        )
+        return self._teacher_forced(hidden[b, text_pos], h_mel, text_targets, mel_targets)
