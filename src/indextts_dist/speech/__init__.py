@@ -1,0 +1,1 @@
+"""The second stage (S2Mel + CAMPPlus + BigVGAN)."""
