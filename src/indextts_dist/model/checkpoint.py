@@ -88,8 +88,8 @@ def strict_load_module(
                 f"{source}: key {key!r} has shape {list(tensor.shape)}, the {what} expects "
                 f"{list(expected[key].shape)} (wrong config for this checkpoint?)"
             )
-    dtype = next(iter(expected.values())).dtype
-    module.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    # Each tensor takes its own slot's dtype (fp16 files into fp32 models; integer buffers stay integer).
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
 
 
 def load_gpt_checkpoint(model: UnifiedVoice, path: str | Path) -> UnifiedVoice:
