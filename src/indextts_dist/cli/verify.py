@@ -11,12 +11,14 @@ from ..reference import ReferenceCheck, compare_outputs, load_reference
 from ..reference.codec import CODEC_ATOL, recompute_codec
 from ..reference.gpt import GPT_ATOL, recompute_gpt
 from ..reference.report import ReferenceFile
+from ..reference.s2mel import S2MEL_ATOL, recompute_s2mel
 
 Recompute = Callable[[ReferenceFile], dict[str, torch.Tensor]]
 
 KINDS: dict[str, tuple[Recompute, float]] = {
     "gpt": (recompute_gpt, GPT_ATOL),
     "codec": (recompute_codec, CODEC_ATOL),
+    "s2mel": (recompute_s2mel, S2MEL_ATOL),
 }
 """Stage name -> (recompute function, float tolerance)."""
 
