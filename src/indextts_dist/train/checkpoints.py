@@ -61,6 +61,9 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, exp
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
     export_adapter(partial / "adapter")  # collective under ZeRO-3 (gathers weights); rank 0 writes
+    # Every rank must have finished writing its shards into `partial` before rank 0 renames it
+    # (a slower rank would otherwise write into a folder that has moved).
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_text(partial / STATE_FILE, state.to_json())
         if final.exists():
