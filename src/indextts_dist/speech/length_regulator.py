@@ -49,10 +49,11 @@ def nearest_source_index(n_in: int, n_out: int, device: torch.device | str | Non
 
 
 class GPTLayer(nn.Sequential):
-    """Linear 1280→256 → Linear 256→128 → Linear 128→1024, no activations (keys `gpt_layer.{0,1,2}`)."""
+    """Linear d→256 → Linear 256→128 → Linear 128→1024, no activations (keys `gpt_layer.{0,1,2}`);
+    d is the GPT stage's width (1280 officially)."""
 
-    def __init__(self) -> None:
-        super().__init__(nn.Linear(GPT_LATENT_DIM, 256), nn.Linear(256, 128), nn.Linear(128, CONTENT_DIM))
+    def __init__(self, gpt_latent_dim: int = GPT_LATENT_DIM) -> None:
+        super().__init__(nn.Linear(gpt_latent_dim, 256), nn.Linear(256, 128), nn.Linear(128, CONTENT_DIM))
 
 
 class LengthRegulator(nn.Module):

@@ -58,7 +58,7 @@ class S2Mel(nn.Module):
         self.cfg = cfg
         self.cfm = CFM(DiTEstimator(cfg))
         self.length_regulator = LengthRegulator(cfg)
-        self.gpt_layer = GPTLayer()
+        self.gpt_layer = GPTLayer(cfg.gpt_latent_dim)
 
     def prompt_condition(self, s_ref: torch.Tensor, t_ref: int) -> torch.Tensor:
         """S_ref [1, N_ref, 1024] → [1, T_ref, C], stretched to the actual prompt mel length."""

@@ -21,6 +21,8 @@ CONTENT_DIM = 1024
 
 @dataclass(frozen=True)
 class S2MelConfig:
+    gpt_latent_dim: int = GPT_LATENT_DIM
+    """Input width of `gpt_layer`: the GPT stage's model_dim (1280 officially; 64 for our tiny GPT)."""
     # length regulator
     lr_channels: int = 512
     lr_in_channels: int = CONTENT_DIM

@@ -1,0 +1,321 @@
+"""The assembled IndexTTS2 second stage: codes + GPT latents + speaker embeddings → 22 050 Hz waveform.
+
+Components (all reused, reference-exact): the codec quantizer (`RepCodec`), the w2v-BERT features (for
+the reference's S_ref), S2Mel (gpt_layer + length regulator + CFM/DiT), CAMPPlus (style) and BigVGAN.
+Data flow: `shared/indextts2/S2MEL.md` (a).
+
+Speaker embeddings (`speaking_patterns_guide.md`): `style` is CAMPPlus over the mean-removed Kaldi fbank
+of each clip's 16 kHz copy, averaged over the speaker's clips; `ref_mel` (log-mel of the 22 050 Hz
+reference, cut to 15 s) and `prompt_condition` (length regulator over the codec's quantized S_ref,
+stretched to the ref_mel length) come from one reference clip, by default the longest.
+
+Official weights layout (`SecondStage.official(weights_dir)`)::
+
+    weights_dir/s2mel.pth                         S2Mel (['net'] groups cfm / length_regulator / gpt_layer)
+    weights_dir/campplus_cn_common.bin            CAMPPlus state dict (torch file, weights_only)
+    weights_dir/bigvgan/bigvgan_generator.pt      BigVGAN v2 22 kHz 80-band 256x generator
+    weights_dir/bigvgan/config.json              (optional) its config; the official config if absent
+    weights_dir/semantic_codec/model.safetensors  MaskGCT semantic codec
+    weights_dir/w2v-bert-2.0/, weights_dir/wav2vec2bert_stats.pt   w2v-BERT 2.0 features
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from indextts_dist.audio import ClipRejected, load_audio
+from indextts_dist.codec import build_codec, load_codec
+from indextts_dist.features import SemanticFeatures
+from indextts_dist.model.checkpoint import CheckpointError
+from indextts_dist.speech.bigvgan import BIGVGAN_TINY, BigVGAN, BigVGANConfig, build_bigvgan, load_bigvgan
+from indextts_dist.speech.campplus import CAMPPLUS_TINY, CAMPPlus, build_campplus, load_campplus
+from indextts_dist.speech.cfm import DEFAULT_CFG_RATE, DEFAULT_STEPS
+from indextts_dist.speech.frontend import kaldi_fbank, log_mel, resample_22050_to_16000
+from indextts_dist.speech.length_regulator import target_lengths
+from indextts_dist.speech.s2mel import S2Mel, build_s2mel, codes_to_content, load_s2mel
+from indextts_dist.speech.s2mel_config import s2mel_preset
+from indextts_dist.utils.atomic import atomic_write_bytes
+
+__all__ = [
+    "MAX_REFERENCE_S",
+    "MIN_REFERENCE_S",
+    "OUTPUT_SAMPLE_RATE",
+    "SecondStage",
+    "SpeakerEmbeddings",
+    "load_speaker_embeddings",
+    "save_speaker_embeddings",
+]
+
+OUTPUT_SAMPLE_RATE = 22050
+MAX_REFERENCE_S = 15.0
+"""The official prompt cut: the first 15 s (330 750 samples at 22 050 Hz)."""
+MIN_REFERENCE_S = 0.5
+"""Shortest usable clip: ≥ 43 mel frames, enough fbank frames for CAMPPlus and w2v-BERT frames for S_ref."""
+SILENCE_PEAK = 1e-3
+"""A clip whose absolute peak is below this (−60 dBFS) is treated as silent."""
+TINY_GPT_DIM = 64
+"""`indextts_dist.model.preset("tiny").model_dim`: the width of the tiny GPT's latents."""
+
+_FORMAT = "indextts-speaker-embeddings-v1"
+
+
+@dataclass(frozen=True)
+class SpeakerEmbeddings:
+    """style [S], ref_mel [80, T_ref], prompt_condition [T_ref, C] (float32, CPU)."""
+
+    style: torch.Tensor
+    ref_mel: torch.Tensor
+    prompt_condition: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _validate(self.style, self.ref_mel, self.prompt_condition, "speaker embeddings")
+
+
+def _validate(style: torch.Tensor, ref_mel: torch.Tensor, prompt: torch.Tensor, source: str) -> None:
+    if style.dim() != 1:
+        raise ValueError(f"{source}: style must be [S], got {list(style.shape)}")
+    if ref_mel.dim() != 2 or ref_mel.shape[0] != 80 or ref_mel.shape[1] < 1:
+        raise ValueError(f"{source}: ref_mel must be [80, T], got {list(ref_mel.shape)}")
+    if prompt.dim() != 2 or prompt.shape[0] != ref_mel.shape[1]:
+        raise ValueError(
+            f"{source}: prompt_condition must be [T_ref={ref_mel.shape[1]}, C], got {list(prompt.shape)}"
+        )
+    for name, t in (("style", style), ("ref_mel", ref_mel), ("prompt_condition", prompt)):
+        if not t.is_floating_point() or not torch.isfinite(t).all():
+            raise ValueError(f"{source}: {name} must be finite floats")
+
+
+def save_speaker_embeddings(emb: SpeakerEmbeddings, path: str | Path) -> Path:
+    """Write `emb` as safetensors (keys style, ref_mel, prompt_condition), atomically."""
+    tensors = {
+        "style": emb.style.detach().float().cpu().contiguous(),
+        "ref_mel": emb.ref_mel.detach().float().cpu().contiguous(),
+        "prompt_condition": emb.prompt_condition.detach().float().cpu().contiguous(),
+    }
+    return atomic_write_bytes(path, st_save(tensors, metadata={"format": _FORMAT}))
+
+
+def load_speaker_embeddings(
+    path: str | Path, *, style_dim: int | None = None, condition_dim: int | None = None
+) -> SpeakerEmbeddings:
+    """Read and validate a file written by `save_speaker_embeddings` (one-line ValueError naming it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: speaker embeddings file not found")
+    try:
+        tensors = st_load(path.read_bytes())
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a safetensors speaker-embeddings file ({reason})") from exc
+    for key in ("style", "ref_mel", "prompt_condition"):
+        if key not in tensors:
+            raise ValueError(f"{path}: missing tensor {key!r}")
+    style, ref_mel, prompt = tensors["style"], tensors["ref_mel"], tensors["prompt_condition"]
+    _validate(style, ref_mel, prompt, str(path))
+    if style_dim is not None and style.shape[0] != style_dim:
+        raise ValueError(f"{path}: style has width {style.shape[0]}, the model expects {style_dim}")
+    if condition_dim is not None and prompt.shape[1] != condition_dim:
+        raise ValueError(
+            f"{path}: prompt_condition has width {prompt.shape[1]}, the model expects {condition_dim}"
+        )
+    return SpeakerEmbeddings(style.float(), ref_mel.float(), prompt.float())
+
+
+class SecondStage:
+    """Codec quantizer + w2v-BERT features + S2Mel + CAMPPlus + BigVGAN, in eval mode on CPU."""
+
+    def __init__(
+        self,
+        codec: nn.Module,
+        features: SemanticFeatures,
+        s2mel: S2Mel,
+        campplus: CAMPPlus,
+        bigvgan: BigVGAN,
+    ) -> None:
+        self.codec = codec.eval()
+        self.features = features
+        self.s2mel = s2mel.eval()
+        self.campplus = campplus.eval()
+        self.bigvgan = bigvgan.eval()
+        if campplus.config.embedding_size != s2mel.cfg.style_dim:
+            raise ValueError(
+                f"CAMPPlus width {campplus.config.embedding_size} != S2Mel style_dim {s2mel.cfg.style_dim}"
+            )
+        if bigvgan.config.total_upsample != 256:
+            raise ValueError("BigVGAN must upsample 256x (hop 256)")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def tiny(cls, seed: int = 0) -> SecondStage:
+        """Seeded random weights at the tiny sizes (64-code codec, GPT width 64, tiny S2Mel etc.)."""
+        codec = build_codec("tiny", seed=seed)
+        features = SemanticFeatures.tiny(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            # The tiny S2Mel preset keeps the reference's 1280-wide gpt_layer; our tiny GPT emits 64.
+            s2mel = build_s2mel(replace(s2mel_preset("tiny"), gpt_latent_dim=TINY_GPT_DIM))
+            campplus = build_campplus(CAMPPLUS_TINY)
+            bigvgan = build_bigvgan(BIGVGAN_TINY)
+        return cls(codec, features, s2mel, campplus, bigvgan)
+
+    @classmethod
+    def official(cls, weights_dir: str | Path) -> SecondStage:
+        """Load the released files from `weights_dir` (layout in the module docstring)."""
+        weights_dir = Path(weights_dir)
+        s2mel_path = weights_dir / "s2mel.pth"
+        campplus_path = weights_dir / "campplus_cn_common.bin"
+        bigvgan_dir = weights_dir / "bigvgan"
+        bigvgan_path = bigvgan_dir / "bigvgan_generator.pt"
+        codec_path = weights_dir / "semantic_codec" / "model.safetensors"
+        w2v_config = weights_dir / "w2v-bert-2.0" / "config.json"
+        for path in (s2mel_path, campplus_path, bigvgan_path, codec_path, w2v_config):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing second-stage weights file")
+        s2mel = load_s2mel(s2mel_path, "official-v2")
+        try:
+            camp_state = torch.load(str(campplus_path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{campplus_path}: not a readable checkpoint ({reason})") from exc
+        if not isinstance(camp_state, dict):
+            raise CheckpointError(f"{campplus_path}: expected a state dict of tensors")
+        campplus = load_campplus(camp_state)
+        cfg_path = bigvgan_dir / "config.json"
+        bcfg = BigVGANConfig.from_dict(json.loads(cfg_path.read_text())) if cfg_path.is_file() else None
+        bigvgan = load_bigvgan(bigvgan_path, bcfg)
+        codec = load_codec(codec_path, "official-v2")
+        features = SemanticFeatures.official(weights_dir)
+        return cls(codec, features, s2mel, campplus, bigvgan)
+
+    # ------------------------------------------------------------------ reference side
+    @staticmethod
+    def _load_clip(path: str | Path) -> torch.Tensor:
+        """22 050 Hz mono float32 [L], cut to 15 s; too-short / silent clips are a one-line ClipRejected."""
+        audio = load_audio(path, OUTPUT_SAMPLE_RATE)[: int(MAX_REFERENCE_S * OUTPUT_SAMPLE_RATE)]
+        seconds = audio.shape[0] / OUTPUT_SAMPLE_RATE
+        if seconds < MIN_REFERENCE_S:
+            raise ClipRejected(
+                path, "too_short", f"{seconds:.2f} s; a reference clip needs at least {MIN_REFERENCE_S} s"
+            )
+        peak = float(np.max(np.abs(audio)))
+        if peak < SILENCE_PEAK:
+            db = 20 * math.log10(peak) if peak > 0 else float("-inf")
+            raise ClipRejected(path, "silent", f"peak {db:.1f} dBFS; a reference clip must contain speech")
+        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+
+    @torch.no_grad()
+    def _style(self, wav_16k: torch.Tensor) -> torch.Tensor:
+        fbank = kaldi_fbank(wav_16k)
+        return self.campplus((fbank - fbank.mean(dim=0, keepdim=True))[None])[0]
+
+    @torch.no_grad()
+    def _reference(self, wav_22k: torch.Tensor, wav_16k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ref_mel = log_mel(wav_22k[None])  # [1, 80, T_ref]
+        feats = self.features(wav_16k.numpy())  # [N_ref, 1024]
+        _, s_ref = self.codec.quantize(feats[None].float())  # [1, N_ref, 1024]
+        prompt = self.s2mel.prompt_condition(s_ref, ref_mel.shape[-1])  # [1, T_ref, C]
+        return ref_mel[0], prompt[0]
+
+    @torch.no_grad()
+    def speaker_embeddings(
+        self, clip_paths: Sequence[str | Path], reference: str | Path | None = None
+    ) -> SpeakerEmbeddings:
+        """style = mean CAMPPlus style over `clip_paths`; ref_mel + prompt_condition from `reference`
+        (default: the longest clip, by duration after the 15 s cut)."""
+        paths = [Path(p) for p in clip_paths]
+        if not paths and reference is None:
+            raise ValueError("speaker_embeddings needs at least one clip")
+        styles = []
+        longest: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        for path in paths:
+            wav = self._load_clip(path)
+            wav16 = resample_22050_to_16000(wav[None])[0]
+            styles.append(self._style(wav16))
+            if longest is None or wav.shape[0] > longest[0]:
+                longest = (wav.shape[0], wav, wav16)
+        if reference is not None:
+            wav = self._load_clip(reference)
+            wav16 = resample_22050_to_16000(wav[None])[0]
+            if not styles:
+                styles.append(self._style(wav16))
+        else:
+            assert longest is not None
+            _, wav, wav16 = longest
+        ref_mel, prompt = self._reference(wav, wav16)
+        style = torch.stack(styles).mean(dim=0)
+        return SpeakerEmbeddings(
+            style.float().contiguous(), ref_mel.float().contiguous(), prompt.float().contiguous()
+        )
+
+    # ------------------------------------------------------------------ generation side
+    @torch.no_grad()
+    def mel(
+        self,
+        codes: torch.Tensor,
+        gpt_latents: torch.Tensor,
+        emb: SpeakerEmbeddings,
+        *,
+        steps: int = DEFAULT_STEPS,
+        cfg_rate: float = DEFAULT_CFG_RATE,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """codes [N], gpt_latents [N, D] → generated mel [1, 80, ⌊1.72·N⌋] (prompt frames removed)."""
+        codes = torch.as_tensor(codes)
+        if codes.dim() != 1 or codes.numel() == 0:
+            raise ValueError(f"codes must be a non-empty [N] tensor, got shape {list(codes.shape)}")
+        if gpt_latents.dim() != 2 or gpt_latents.shape[0] != codes.shape[0]:
+            raise ValueError(f"gpt_latents must be [N={codes.shape[0]}, D], got {list(gpt_latents.shape)}")
+        width = self.s2mel.gpt_layer[0].in_features
+        if gpt_latents.shape[1] != width:
+            raise ValueError(f"gpt_latents have width {gpt_latents.shape[1]}, gpt_layer expects {width}")
+        if emb.style.shape[0] != self.s2mel.cfg.style_dim:
+            raise ValueError(
+                f"style width {emb.style.shape[0]} != S2Mel style_dim {self.s2mel.cfg.style_dim}"
+            )
+        if emb.prompt_condition.shape[1] != self.s2mel.cfg.lr_channels:
+            raise ValueError(
+                f"prompt_condition width {emb.prompt_condition.shape[1]} != {self.s2mel.cfg.lr_channels}"
+            )
+        with torch.autocast(device_type="cpu", enabled=False):
+            content = codes_to_content(self.codec, codes.long()[None])  # [1, N, 1024]
+            cond = self.s2mel.generated_condition(content.float(), gpt_latents.float()[None])
+            mu = torch.cat([emb.prompt_condition.float()[None], cond], dim=1)
+            generator = torch.Generator().manual_seed(seed)
+            mel_full = self.s2mel.cfm.inference(
+                mu,
+                emb.ref_mel.float()[None],
+                emb.style.float()[None],
+                n_timesteps=steps,
+                cfg_rate=cfg_rate,
+                generator=generator,
+            )
+        return mel_full[..., emb.ref_mel.shape[-1] :]
+
+    @torch.no_grad()
+    def synthesize(
+        self,
+        codes: torch.Tensor,
+        gpt_latents: torch.Tensor,
+        emb: SpeakerEmbeddings,
+        *,
+        steps: int = DEFAULT_STEPS,
+        cfg_rate: float = DEFAULT_CFG_RATE,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1]."""
+        mel = self.mel(codes, gpt_latents, emb, steps=steps, cfg_rate=cfg_rate, seed=seed)
+        wav = self.bigvgan(mel.float())[0, 0]
+        expected = int(target_lengths(int(codes.shape[0]))) * 256
+        if wav.shape[0] != expected:  # pragma: no cover - guaranteed by the 256x vocoder
+            raise RuntimeError(f"vocoder produced {wav.shape[0]} samples, expected {expected}")
+        return wav.float().contiguous()
