@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from indextts_dist.cli.main import main
@@ -67,6 +68,7 @@ def test_demo_runs_the_whole_pipeline(demo_dir):
     assert (data / "rejects.jsonl").read_text() == "" and (data / "transcripts_verbatim.csv").is_file()
     manifest = json.loads((demo_dir / "run" / "model" / "manifest.json").read_text())
     assert manifest["selection"]["select"] == "best" and "RANDOM" in manifest["label"]
+    assert manifest["speaker_embeddings"] == "speaker_embeddings.safetensors"
     assert (demo_dir / "run" / "model" / "adapter" / "adapter_model.safetensors").is_file()
     summary = json.loads((demo_dir / "summary.json").read_text())
     assert "RANDOM" in summary["label"] and len(summary["outputs"]) == 3
@@ -78,6 +80,8 @@ def test_demo_runs_the_whole_pipeline(demo_dir):
         assert latents.shape == (codes.shape[0], 64)
         assert info["decoding"]["num_beams"] == 3 and info["decoding"]["top_k"] == 30
         assert info["model"] == "models:/demo-speaker@candidate"
+        wav, rate = sf.read(Path(item["json"]).with_suffix(".wav"))
+        assert rate == 22050 and len(wav) == (172 * info["code_count"]) // 100 * 256  # one segment each
     marker = json.loads((demo_dir / "codes" / "001.json").read_text())
     assert "'UH'" in marker["text_normalized"] and "'UM'" in marker["text_normalized"]
     assert summary["diagnose"] and (demo_dir / "diagnose.json").is_file()

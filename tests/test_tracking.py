@@ -437,7 +437,7 @@ def test_infer_from_the_registry_writes_codes_latents_and_records(
     long_text = " ".join(["This is a long sentence, with commas, and more words."] * 14)
     args = ["--model", f"models:/{MODEL_NAME}@candidate", "--mlflow-uri", server.uri, "--cache-dir",
             str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--seed", "0", "--max-codes", "25",
-            "--text", "Well, [UH] hello there.", "--text", long_text]  # fmt: skip
+            "--text", "Well, [UH] hello there.", "--text", long_text, "--codes-only"]  # fmt: skip
     code, out, err = _infer(args, capsys)
     assert code == 0, err
     assert "RANDOM" in out
@@ -494,3 +494,35 @@ def test_infer_refuses_a_package_with_a_missing_or_swapped_conditioning(
     )
     code, _, err = _infer(["--model", str(swapped), "--text", "hi", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "does not match its sha256" in err and len(err.strip().splitlines()) == 1
+
+
+def test_infer_writes_wavs_with_the_second_stage(
+    inputs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A package carrying speaker embeddings renders each text to 22.05 kHz audio: every segment
+    gives floor(1.72 N) x 256 samples, segments joined by 200 ms of silence (tiny: noise, not speech)."""
+    from indextts_dist.speech.second_stage import SecondStage, save_speaker_embeddings
+
+    stage = SecondStage.tiny(0)
+    emb = stage.speaker_embeddings(inputs["reference_clips"])
+    emb_path = save_speaker_embeddings(emb, tmp_path / "speaker_embeddings.safetensors")
+    package = package_model(tmp_path / "pkg", **inputs, speaker_embeddings=emb_path)
+    long_text = " ".join(["This is a long sentence, with commas, and more words."] * 14)
+    args = ["--model", str(package), "--out", str(tmp_path / "out"), "--seed", "0", "--max-codes", "20",
+            "--text", "Well, [UH] hello there.", "--text", long_text]  # fmt: skip
+    code, _, err = _infer(args, capsys)
+    assert code == 0, err
+    for i in range(2):
+        record = json.loads((tmp_path / "out" / f"00{i}.json").read_text())
+        codes = np.load(tmp_path / "out" / f"00{i}.codes.npy")
+        wav, rate = sf.read(tmp_path / "out" / f"00{i}.wav")
+        assert rate == 22050
+        lengths = record["segment_codes"]
+        assert sum(lengths) == codes.shape[0]
+        want = sum((172 * n) // 100 * 256 for n in lengths if n) + int(0.2 * 22050) * (
+            sum(1 for n in lengths if n) - 1
+        )
+        assert len(wav) == want
+    plain = package_model(tmp_path / "plain", **inputs)  # no second stage in it
+    code, _, err = _infer(["--model", str(plain), "--text", "hi", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "use --codes-only" in err and len(err.strip().splitlines()) == 1

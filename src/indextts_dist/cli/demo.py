@@ -93,6 +93,7 @@ def run_accelerate_train(config: Path, data: Path, run_dir: Path, uri: str, name
 def run(args: argparse.Namespace) -> int:
     from ..corpus import synthesize_corpus
     from ..inference.outputs import write_synthesis
+    from ..inference.speech_output import SpeechRenderer
     from ..inference.synthesize import PatternInference
     from ..tracking import LocalMlflowServer
 
@@ -127,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
         decoding = DecodingConfig(seed=args.seed, max_new_tokens=200)
         results = tts(list(DEMO_TEXTS), decoding)
         written = write_synthesis(results, decoding, out / "codes", f"models:/{name}@candidate", tts.label)
+        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest)
         summary = []
         for path, r in zip(written, results, strict=True):
+            renderer.write(path.with_suffix(".wav"), renderer.render(r, seed=args.seed))
             shape = list(r.latents.shape)
             print(f"  {r.text!r}\n    -> {r.normalized!r}: {r.codes.numel()} codes, latents {shape}")
             summary.append({"json": str(path), "text": r.text, "codes": int(r.codes.numel())})
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"corpus        {audio}/")
     print(f"dataset       {data}/ (shards, dataset_info.json, rejects.jsonl, transcripts_verbatim.csv)")
     print(f"training run  {run_dir}/ (checkpoints/, model/ = the registered package)")
-    print(f"codes         {out / 'codes'}/ (codes, GPT latents, JSON per text)")
+    print(f"codes         {out / 'codes'}/ (codes, GPT latents, JSON and a 22.05 kHz wav per text)")
+    print("              the tiny preset's random weights make NOISE in those wavs, not speech")
     print(f"MLflow UI     mlflow ui --backend-store-uri sqlite:///{out / 'mlflow' / 'mlflow.db'} --port 5000")
     print(f"{time.perf_counter() - start:.0f} s. Reminder: {TINY_LABEL}.")
     return 0

@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/indextts-dist-models"))
     p.add_argument("--segment-tokens", type=int, default=120, help="longest text segment (official: 120)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--codes-only", action="store_true", help="skip the second stage (no wav)")
     add_decoding_args(p)
     p.set_defaults(func=run)
 
@@ -48,11 +49,20 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     decoding = decoding_from_args(args)
     results = tts(texts, decoding, batch_size=args.batch_size)
-    for path, r in zip(
-        write_synthesis(results, decoding, args.out, str(args.model), tts.label), results, strict=True
-    ):
+    renderer = None
+    if not args.codes_only:
+        from ..inference.speech_output import SpeechRenderer
+
+        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, args.weights_dir)
+    written = write_synthesis(results, decoding, args.out, str(args.model), tts.label)
+    for path, r in zip(written, results, strict=True):
         capped = "" if all(r.stopped) else " (a segment hit the cap)"
-        print(f"{path.with_suffix('')}: {len(r.segments)} segment(s), {r.codes.numel()} codes{capped}")
+        line = f"{path.with_suffix('')}: {len(r.segments)} segment(s), {r.codes.numel()} codes{capped}"
+        if renderer is not None:
+            wav = renderer.render(r, seed=args.seed)
+            renderer.write(path.with_suffix(".wav"), wav)
+            line += f", {wav.shape[0] / 22050:.2f} s of audio"
+        print(line)
     if tts.label:
         print(f"note: {tts.label}")
     return 0

@@ -37,6 +37,7 @@ def write_synthesis(
             "segments": len(r.segments),
             "text_ids": r.segments,
             "code_count": int(r.codes.numel()),
+            "segment_codes": r.segment_codes,
             "stopped": r.stopped,
             "decoding": decoding.to_dict(),
             "model": model,

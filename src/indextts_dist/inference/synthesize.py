@@ -38,6 +38,8 @@ class Synthesis:
     """GPT latents [N, model_dim] (float32), one row per code."""
     stopped: list[bool]
     """Per segment: ended with the stop code (False: hit the cap)."""
+    segment_codes: list[int]
+    """Codes per segment (the second stage renders segments separately and joins them)."""
 
 
 class PatternInference:
@@ -117,6 +119,7 @@ class PatternInference:
                     if seg_latents
                     else torch.zeros(0, self.model.cfg.model_dim),
                     stopped=[stopped[k] for k in rows],
+                    segment_codes=[int(c.numel()) for c in seg_codes],
                 )
             )
         return out

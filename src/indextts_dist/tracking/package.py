@@ -58,6 +58,8 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 CONDITIONING_FILE = "global_conditioning.safetensors"
 TOKENIZER_FILE = "tokenizer/bpe.model"
 CONFIG_FILE = "gpt_config.json"
+SPEAKER_EMBEDDINGS_FILE = "speaker_embeddings.safetensors"
+"""Second-stage speaker features (CAMPPlus style, ref_mel, prompt_condition); optional."""
 
 
 class PackageError(ValueError):
@@ -98,6 +100,7 @@ def package_model(
     selection: dict[str, Any],
     reference_clips: list[Path],
     dataset_info: dict[str, Any] | None,
+    speaker_embeddings: str | Path | None = None,
 ) -> Path:
     """Validate the inputs, then write the package folder atomically; returns `out_dir`."""
     out_dir = Path(out_dir)
@@ -136,6 +139,8 @@ def package_model(
         atomic_write_text(tmp / CONFIG_FILE, json.dumps(gpt_config.to_dict(), indent=1) + "\n")
         (tmp / "reference").mkdir()
         clip_names = _copy_clips(clips, tmp / "reference")
+        if speaker_embeddings is not None:
+            shutil.copyfile(speaker_embeddings, tmp / SPEAKER_EMBEDDINGS_FILE)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -152,6 +157,7 @@ def package_model(
             "selection": selection,
             "dataset": _dataset_summary(dataset_info),
             "reference_clips": [f"reference/{n}" for n in clip_names],
+            "speaker_embeddings": SPEAKER_EMBEDDINGS_FILE if speaker_embeddings is not None else None,
             "files": {rel: file_sha256(tmp / rel) for rel in _payload_files(tmp)},
         }
         atomic_write_text(

@@ -41,12 +41,37 @@ def choose_checkpoint(result: TrainResult, select: str) -> tuple[Path, dict]:
     return chosen, selection
 
 
+STYLE_CLIPS = 10
+"""Clips whose CAMPPlus styles are averaged (the guide's speaker_embeddings: the first 10)."""
+
+
+def _speaker_embeddings(
+    opts: TrainOptions, trainer: Trainer, audio_dir: Path, reference: list[Path]
+) -> Path | None:
+    """The second stage's speaker features, computed once here and shipped in the package."""
+    from ..speech.second_stage import SecondStage, save_speaker_embeddings
+
+    try:
+        stage = (
+            SecondStage.tiny(opts.seed) if opts.preset == "tiny" else SecondStage.official(opts.weights_dir)
+        )
+    except FileNotFoundError as exc:
+        print(f"[train] warning: no second stage ({exc}); the package will be codes-only", file=sys.stderr)
+        return None
+    sources = sorted({s.source for s in trainer.manifest.samples})[:STYLE_CLIPS]
+    emb = stage.speaker_embeddings(
+        [audio_dir / s for s in sources], reference=reference[0] if reference else None
+    )
+    return save_speaker_embeddings(emb, opts.out / "speaker_embeddings.safetensors")
+
+
 def _package(opts: TrainOptions, trainer: Trainer, result: TrainResult) -> Path:
     chosen, selection = choose_checkpoint(result, opts.tracking.select)
     info = trainer.manifest.info
     audio_dir = Path(info.get("audio_dir", "."))
     clips = [audio_dir / c for c in info.get("reference_clips", [])[:1]]
     tokenizer = tiny_model_path() if opts.preset == "tiny" else opts.weights_dir / "bpe.model"
+    speaker = _speaker_embeddings(opts, trainer, audio_dir, clips)
     path = package_model(
         opts.out / "model",
         adapter_dir=chosen / "adapter",
@@ -60,6 +85,7 @@ def _package(opts: TrainOptions, trainer: Trainer, result: TrainResult) -> Path:
         selection=selection,
         reference_clips=clips,
         dataset_info=info,
+        speaker_embeddings=speaker,
     )
     print(f"[train] packaged {chosen.name} ({selection['why']}, val loss {selection['val_loss']}) -> {path}",
           file=sys.stderr)  # fmt: skip

@@ -1,0 +1,59 @@
+"""From codes + GPT latents to a wav with the package's speaker embeddings (the second stage).
+
+Segments are rendered one by one and joined with 200 ms of silence, as the official pipeline does.
+The tiny preset's second stage is seeded random weights like its GPT: it makes noise, not speech.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..speech.second_stage import OUTPUT_SAMPLE_RATE, SecondStage, load_speaker_embeddings
+from ..tracking.package import SPEAKER_EMBEDDINGS_FILE, PackageError
+from ..utils.atomic import atomic_write_bytes
+from .synthesize import Synthesis
+
+__all__ = ["SEGMENT_GAP_S", "SpeechRenderer"]
+
+SEGMENT_GAP_S = 0.2
+
+
+class SpeechRenderer:
+    """The second stage for one package: loaded once, renders any number of texts."""
+
+    def __init__(self, package_dir: Path, manifest: dict, weights_dir: Path | None = None) -> None:
+        path = Path(package_dir) / SPEAKER_EMBEDDINGS_FILE
+        if not manifest.get("speaker_embeddings") or not path.is_file():
+            raise PackageError(
+                f"{package_dir}: no {SPEAKER_EMBEDDINGS_FILE} in this package; use --codes-only"
+            )
+        if manifest["preset"] == "tiny":
+            self.stage = SecondStage.tiny(int(manifest.get("seed", 0)))
+        else:
+            if weights_dir is None:
+                raise PackageError("the official second stage needs --weights-dir (or $INDEXTTS_WEIGHTS_DIR)")
+            self.stage = SecondStage.official(weights_dir)
+        self.embeddings = load_speaker_embeddings(path)
+
+    def render(self, result: Synthesis, seed: int = 0) -> np.ndarray:
+        """float32 waveform at 22.05 kHz: segments joined with 200 ms of silence."""
+        gap = np.zeros(int(SEGMENT_GAP_S * OUTPUT_SAMPLE_RATE), dtype=np.float32)
+        pieces, start = [], 0
+        for n in result.segment_codes:
+            codes, latents = result.codes[start : start + n], result.latents[start : start + n]
+            start += n
+            if n == 0:
+                continue
+            wav = self.stage.synthesize(codes, latents, self.embeddings, seed=seed)
+            pieces.extend([wav.float().cpu().numpy(), gap])
+        return np.concatenate(pieces[:-1]) if pieces else np.zeros(0, dtype=np.float32)
+
+    @staticmethod
+    def write(path: Path, wav: np.ndarray) -> Path:
+        buf = io.BytesIO()
+        sf.write(buf, wav, OUTPUT_SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        return atomic_write_bytes(path, buf.getvalue())
