@@ -523,6 +523,13 @@ def test_infer_writes_wavs_with_the_second_stage(
             sum(1 for n in lengths if n) - 1
         )
         assert len(wav) == want
+    from indextts_dist.inference.synthesize import PatternInference
+
+    spoken = PatternInference.load(package).speak(
+        ["Well, [UH] hello."], DecodingConfig(seed=1, max_new_tokens=12)
+    )
+    (result, audio) = spoken[0]
+    assert audio.dtype == np.float32 and len(audio) == (172 * result.codes.numel()) // 100 * 256
     plain = package_model(tmp_path / "plain", **inputs)  # no second stage in it
     code, _, err = _infer(["--model", str(plain), "--text", "hi", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "use --codes-only" in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..generate import DecodingConfig, generate_codes
@@ -49,6 +50,7 @@ class PatternInference:
         self.tokenizer = pattern.tokenizer
         self.prefix = pattern.generator.prefix
         self.segment_tokens = min(segment_tokens, self.model.cfg.max_text_tokens)
+        self._renderer = None
 
     @classmethod
     def load(
@@ -123,3 +125,18 @@ class PatternInference:
                 )
             )
         return out
+
+    def speak(
+        self,
+        texts: Sequence[str],
+        decoding: DecodingConfig | None = None,
+        weights_dir: str | Path | None = None,
+    ) -> list[tuple[Synthesis, np.ndarray]]:
+        """Codes, latents AND the 22.05 kHz waveform per text, through the package's second stage
+        (segments joined with 200 ms of silence). The tiny preset's waveforms are noise, not speech."""
+        from .speech_output import SpeechRenderer
+
+        if self._renderer is None:
+            self._renderer = SpeechRenderer(self.pattern.path, self.pattern.manifest, weights_dir)
+        seed = (decoding.seed if decoding else None) or 0
+        return [(r, self._renderer.render(r, seed=seed)) for r in self(texts, decoding)]
