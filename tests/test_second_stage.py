@@ -109,3 +109,14 @@ def test_official_empty_dir_names_missing_file(tmp_path):
         SecondStage.official(tmp_path)
     msg = str(info.value)
     assert "\n" not in msg and "s2mel.pth" in msg
+
+
+def test_a_vocoder_at_another_sample_rate_is_refused(stage):
+    from dataclasses import replace
+
+    from indextts_dist.speech.bigvgan import BIGVGAN_TINY, build_bigvgan
+    from indextts_dist.speech.second_stage import SecondStage
+
+    wrong = build_bigvgan(replace(BIGVGAN_TINY, sampling_rate=24000))
+    with pytest.raises(ValueError, match="24000 Hz vocoder"):
+        SecondStage(stage.codec, stage.features, stage.s2mel, stage.campplus, wrong)

@@ -153,6 +153,11 @@ class SecondStage:
             )
         if bigvgan.config.total_upsample != 256:
             raise ValueError("BigVGAN must upsample 256x (hop 256)")
+        if bigvgan.config.sampling_rate != OUTPUT_SAMPLE_RATE:
+            raise ValueError(
+                f"BigVGAN is a {bigvgan.config.sampling_rate} Hz vocoder; S2Mel's mels are "
+                f"{OUTPUT_SAMPLE_RATE} Hz (use bigvgan_v2_22khz_80band_256x)"
+            )
 
     # ------------------------------------------------------------------ construction
     @classmethod
