@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from indextts_dist.codec.quantizer import ResidualVQ
 from indextts_dist.model.checkpoint import CheckpointError, strict_load_module
+from indextts_dist.reference.s2mel import ESTIMATOR_TAPS
 from indextts_dist.speech.cfm import euler_cfg_sample
 from indextts_dist.speech.length_regulator import nearest_source_index, target_lengths
 from indextts_dist.speech.s2mel import (
@@ -185,17 +186,7 @@ def test_estimator_intermediates(ref, model: S2Mel) -> None:
         v = model.cfm.estimator(
             inp("x"), inp("prompt_x"), inp("x_lens"), inp("t"), inp("style"), inp("cond"), trace=trace
         )
-    for name in (
-        "t1",
-        "t2",
-        "cond_proj",
-        "x_in",
-        "block_out",
-        "transformer_out",
-        "skip_out",
-        "wavenet_out",
-        "final_layer_out",
-    ):
+    for name in ESTIMATOR_TAPS:  # the same taps `verify-reference --kind s2mel` checks
         _close(f"est_{name}", trace[name], tensors[f"output.s2mel.est_{name}"])
     _close("est_out", v, tensors["output.s2mel.est_out"])
 

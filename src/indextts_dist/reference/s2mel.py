@@ -22,12 +22,12 @@ from ..speech.s2mel import codes_to_content, load_s2mel
 from ..speech.s2mel_config import S2MelConfig
 from .report import ReferenceError, ReferenceFile
 
-__all__ = ["S2MEL_ATOL", "recompute_s2mel"]
+__all__ = ["ESTIMATOR_TAPS", "S2MEL_ATOL", "recompute_s2mel"]
 
 S2MEL_ATOL = 1e-4
 """S2MEL.md (k): every float output within atol 1e-4 (observed <= 5e-6), integers exactly."""
 
-_ESTIMATOR_TAPS = (
+ESTIMATOR_TAPS = (
     "t1",
     "t2",
     "cond_proj",
@@ -159,7 +159,7 @@ def recompute_s2mel_stage(ref: ReferenceFile) -> dict[str, torch.Tensor]:
             inp("est_cond").float(),
             trace=taps,
         )
-        out.update({f"s2mel.est_{k}": taps[k] for k in _ESTIMATOR_TAPS if k in taps})
+        out.update({f"s2mel.est_{k}": taps[k] for k in ESTIMATOR_TAPS if k in taps})
         out["s2mel.est_out"] = v
     return out
 
