@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,81 +16,54 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
+from safetensors.torch import load_file
+from train_support import FAST, REPO, STEP, adapter_digests, free_port, launch, make_data, step_losses
 
-from indextts_dist.corpus import synthesize_corpus
-from indextts_dist.distributed import World
-from indextts_dist.preprocess import PreprocessOptions
-from indextts_dist.preprocess.job import run_preprocess
 from indextts_dist.tracking import LocalMlflowServer, load_package
-from indextts_dist.train.batching import BatchStream, steps_per_epoch
 from indextts_dist.train.dataset import load_manifest
+from indextts_dist.train.stream import PlanStream
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-ACCELERATE = Path(sys.executable).parent / "accelerate"
-FAST = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.0", "--warmup-steps", "2",
-        "--max-tokens-per-batch", "700", "--learning-rate", "5e-3"]  # fmt: skip
-STEP = re.compile(r"\[train\] step (\d+) loss ([0-9.]+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """8 espeak-ng clips preprocessed into 3 shards (3 + 3 + 2 clips): uneven over 2 ranks."""
-    root = tmp_path_factory.mktemp("train-data")
-    clips = synthesize_corpus(root / "audio", n_clips=8, seed=3)
-    csv = root / "transcripts.csv"
-    csv.write_text("file,text\n" + "".join(f'{c.path.name},"{c.expected}"\n' for c in clips))
-    opts = PreprocessOptions(audio_dir=root / "audio", out=root / "data", transcripts=csv, clips_per_shard=3)
-    run_preprocess(opts, World(0, 1, 0))
-    return root / "data"
+    return make_data(tmp_path_factory.mktemp("train-data"), clips_per_shard=3)
 
 
-def launch(args: list[str], *, engine: str = "deepspeed", background: bool = False):
-    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
-    if engine == "deepspeed":
-        head = [str(ACCELERATE), "launch", "--config_file", str(REPO / "accelerate_config.cpu.yaml")]
-    elif engine == "ddp":
-        head = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2"]
-    else:
-        head = [sys.executable]
-    if engine != "single":
-        head += ["--main_process_port", str(free_port())]
-    cmd = [*head, str(REPO / "launch" / "train.py"), *args]
-    if background:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def step_losses(log: str) -> dict[int, float]:
-    return {int(m[1]): float(m[2]) for m in STEP.finditer(log)}
-
-
-def adapter_digests(log: str) -> dict[str, str]:
-    return dict(re.findall(r"\[train\] rank (\d+) adapter sha256 (\w+)", log))
-
-
-def test_three_shards_give_two_ranks_the_same_number_of_batches(data):
+def planned_keys(data: Path, world: int, workers: int, epoch: int) -> list[list[list[str]]]:
+    """Per rank, the keys of each real (weight 1) micro-batch, read from the tars by DataLoader."""
     manifest = load_manifest(data)
-    assert len(manifest.shards) == 3
-    lengths = [(s.text_len, s.code_len) for s in manifest.train_samples]
-    steps = steps_per_epoch(lengths, 700, world=2)
-    counts = []
-    for rank in range(2):
-        stream = BatchStream(manifest.shards, rank=rank, world=2, epoch=0, seed=0, steps=steps,
-                             max_tokens=700, exclude=manifest.val_keys)  # fmt: skip
-        batches = list(stream)
-        counts.append(len(batches))
+    out = []
+    for rank in range(world):
+        stream = PlanStream(manifest.train_samples, rank=rank, world=world, epoch=epoch, seed=0,
+                            grad_accum=1, max_tokens=700)  # fmt: skip
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
+        batches = list(loader)
+        assert len(batches) == len(stream)
         for b in batches:
-            assert len(set(b.keys)) == len(b.keys)
-            assert not set(b.keys) & manifest.val_keys
-    assert counts == [steps, steps]
+            assert len(set(b.keys)) == len(b.keys) and b.codes.size(0) == len(b.keys)
+        out.append([b.keys for b in batches if b.weight > 0])
+        assert all(b.weight == 0 for b in batches[len(out[-1]) :])  # padding only at the end
+    return out
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_each_epoch_reads_every_training_sample_once_over_ranks(data, world):
+    manifest = load_manifest(data)
+    assert len(manifest.shards) == 3 and len(manifest.train_samples) % 2 == 1  # uneven shards, odd count
+    train = sorted(s.key for s in manifest.train_samples)
+    for epoch in range(2):
+        ranks = planned_keys(data, world, workers=0, epoch=epoch)
+        gathered = sorted(k for r in ranks for b in r for k in b)
+        assert gathered == train  # exactly once each, and never a validation key
+        assert not set(gathered) & manifest.val_keys
+
+
+def test_dataloader_workers_change_neither_the_data_nor_its_order(data):
+    for world in (1, 3):
+        assert planned_keys(data, world, workers=2, epoch=1) == planned_keys(data, world, workers=0, epoch=1)
 
 
 @pytest.fixture(scope="module")
@@ -192,14 +163,21 @@ def test_sigterm_saves_a_checkpoint_exits_zero_and_the_restart_resumes(data, tmp
     assert max(step_losses(res.stderr)) > int(saved[1])
 
 
-def test_diverging_run_stops_with_a_clear_error(data, tmp_path):
+@pytest.mark.parametrize("engine", ["single", "deepspeed"])
+def test_diverging_run_stops_with_a_clear_error(data, tmp_path, engine):
+    """Under DeepSpeed the skip is DeepSpeed's own overflow skip; the trainer checks that DeepSpeed
+    skipped exactly the steps it decided to skip (a mismatch would end in a traceback, exit 1)."""
     args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "20", "--max-bad-steps", "3", *FAST,
             "--learning-rate", "1e30", "--warmup-steps", "0"]  # fmt: skip
-    res = launch(args, engine="single")
-    assert res.returncode == 2
+    res = launch(args, engine=engine, processes=1)
     assert "non-finite loss, batch skipped (#1)" in res.stderr
-    last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("indextts-dist train: error: 3 non-finite losses in a row"), last
+    if engine == "single":
+        assert res.returncode == 2
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("indextts-dist train: error: 3 non-finite losses in a row"), last
+    else:  # the launcher reports the job's exit code 2 (a traceback would be 1)
+        assert "indextts-dist train: error: 3 non-finite losses in a row" in res.stderr, res.stderr[-3000:]
+        assert "exitcode  : 2" in res.stderr
 
 
 def test_metrics_and_the_registered_model(deepspeed_run, mlflow_server, tmp_path):
@@ -259,22 +237,12 @@ def test_unreachable_tracking_server_trains_on_and_leaves_a_register_command(dat
     )
 
 
-def test_dataloader_workers_split_shards_and_keep_the_step_count(data):
-    """Workers of one rank split its shards and still yield exactly the epoch's batch count."""
-    manifest = load_manifest(data)
-    lengths = [(s.text_len, s.code_len) for s in manifest.train_samples]
-    steps = steps_per_epoch(lengths, 700, world=1, workers=2)
-    stream = BatchStream(manifest.shards, rank=0, world=1, epoch=1, seed=0, steps=steps, max_tokens=700,
-                         exclude=manifest.val_keys)  # fmt: skip
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
-    keys = [b.keys for b in loader]
-    assert len(keys) == steps and steps % 2 == 0
-    assert [b.keys for b in torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)] == keys
-
-
-def test_bf16_deepspeed_as_the_gpu_config_runs(data, tmp_path):
-    """The shipped GPU config trains in bf16; the same code path runs here on CPU (DeepSpeed keeps
-    buffers in fp32 and casts parameters only: mixed dtypes must not break the step)."""
+def test_bf16_deepspeed_as_the_gpu_config_trains_like_fp32_and_exports_fp32_masters(
+    data, tmp_path, deepspeed_run
+):
+    """The shipped GPU config trains in bf16; the same code path runs here on CPU. Its losses follow
+    the fp32 run's (same data, seed, world), and the exported adapter holds the fp32 master weights,
+    not the bf16 copies the module computes with."""
     config = (
         (REPO / "accelerate_config.cpu.yaml")
         .read_text()
@@ -282,11 +250,34 @@ def test_bf16_deepspeed_as_the_gpu_config_runs(data, tmp_path):
     )
     assert "mixed_precision: bf16" in (REPO / "accelerate_config.yaml").read_text()
     (tmp_path / "bf16.yaml").write_text(config)
-    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
-    head = [str(ACCELERATE), "launch", "--config_file", str(tmp_path / "bf16.yaml")]
-    job = [str(REPO / "launch" / "train.py"), "--data", str(data), "--out", str(tmp_path / "run")]
-    cmd = [*head, "--main_process_port", str(free_port()), *job, "--epochs", "1", *FAST]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    args = ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *FAST]
+    res = launch(args, config=tmp_path / "bf16.yaml")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "mixed precision bf16" in res.stderr
-    assert all(math.isfinite(v) for v in step_losses(res.stderr).values())
+    bf16, fp32 = step_losses(res.stderr), step_losses(deepspeed_run[1])
+    assert bf16 and all(abs(bf16[k] - fp32[k]) < 0.05 for k in bf16), (bf16, fp32)
+    adapter = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[-1] / "adapter"
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    assert weights and all(w.dtype == torch.float32 for w in weights.values())
+    trained = [w for k, w in weights.items() if "lora_B" in k]  # zero at start, moved by training
+    assert any(bool((w != w.bfloat16().float()).any()) for w in trained), "adapter rounded to bf16"
+
+
+def test_the_second_stage_style_is_the_mean_over_all_accepted_clips(tmp_path):
+    """12 accepted clips: the packaged CAMPPlus style is the mean over all 12, not over the first 10."""
+    from indextts_dist.speech.second_stage import SecondStage
+
+    data = make_data(tmp_path / "twelve", clips_per_shard=6, n_clips=12)
+    manifest = load_manifest(data)
+    sources = sorted({s.source for s in manifest.samples})
+    assert len(sources) == 12
+    res = launch(["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--max-steps", "1",
+                  *FAST], engine="single")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    packaged = load_file(str(tmp_path / "run" / "model" / "speaker_embeddings.safetensors"))
+    audio = Path(manifest.info["audio_dir"])
+    stage = SecondStage.tiny(0)
+    every = stage.speaker_embeddings([audio / s for s in sources]).style
+    first_ten = stage.speaker_embeddings([audio / s for s in sources[:10]]).style
+    assert torch.allclose(packaged["style"], every, atol=1e-6)
+    assert not torch.allclose(packaged["style"], first_ten, atol=1e-6)

@@ -38,6 +38,8 @@ class TrainState:
     best_checkpoint: str | None = None
     epoch_end: bool = False
     val_history: list[dict] = field(default_factory=list)
+    layout: dict = field(default_factory=dict)
+    """The data plan the step position refers to (`resume_check.run_layout`)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

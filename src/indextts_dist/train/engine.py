@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
-__all__ = ["describe", "make_accelerator"]
+__all__ = ["describe", "make_accelerator", "zero_stage"]
 
 
 def make_accelerator(grad_accum: int) -> Accelerator:
@@ -36,3 +36,11 @@ def describe(accelerator: Accelerator) -> str:
         f"engine {accelerator.distributed_type.value}, {accelerator.num_processes} process(es), "
         f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, backend {backend}"
     )
+
+
+def zero_stage(accelerator: Accelerator) -> int | None:
+    """The DeepSpeed ZeRO stage of this launch, None without DeepSpeed."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return None
+    return int(plugin.deepspeed_config.get("zero_optimization", {}).get("stage", plugin.zero_stage or 0))

@@ -41,10 +41,6 @@ def choose_checkpoint(result: TrainResult, select: str) -> tuple[Path, dict]:
     return chosen, selection
 
 
-STYLE_CLIPS = 10
-"""Clips whose CAMPPlus styles are averaged (the guide's speaker_embeddings: the first 10)."""
-
-
 def _speaker_embeddings(
     opts: TrainOptions, trainer: Trainer, audio_dir: Path, reference: list[Path]
 ) -> Path | None:
@@ -58,7 +54,9 @@ def _speaker_embeddings(
     except FileNotFoundError as exc:
         print(f"[train] warning: no second stage ({exc}); the package will be codes-only", file=sys.stderr)
         return None
-    sources = sorted({s.source for s in trainer.manifest.samples})[:STYLE_CLIPS]
+    # The recipe's point: one global conditioning over ALL the speaker's accepted clips, for the
+    # second stage's style as for the GPT's conditioning (not a sample of the first few by name).
+    sources = sorted({s.source for s in trainer.manifest.samples})
     emb = stage.speaker_embeddings(
         [audio_dir / s for s in sources], reference=reference[0] if reference else None
     )

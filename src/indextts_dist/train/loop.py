@@ -3,15 +3,17 @@
     accelerate launch --config_file accelerate_config.yaml launch/train.py --data data/ --out run/
 
 Per micro-batch: packed teacher-forced pass, masked CE (0.2 text + 0.8 mel), backward; at each
-accumulation boundary the optimizer steps (AdamW, cosine with warm-up, clipped). One small
-all-reduce per micro-batch carries (non-finite loss?, SIGTERM seen?, tokens) so that every rank
-makes the same decision at the same step: skip a bad batch, or checkpoint and exit on eviction.
+accumulation boundary the optimizer steps (AdamW, clipped, the learning rate a function of the step:
+`schedule.learning_rate_at`). One small all-reduce per micro-batch carries (non-finite loss?,
+SIGTERM seen?, tokens, losses) so that every rank makes the same decision at the same step: skip
+the accumulation window of a bad batch (no weight, optimizer state or schedule moves), or
+checkpoint and exit on eviction. The data of an epoch is planned for the whole job
+(`epoch_plan`): every training sample once per epoch whatever the world size.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import signal
 import sys
 import time
@@ -20,21 +22,25 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType, gather_object, set_seed
 from torch import nn
-from transformers import get_cosine_schedule_with_warmup
 
 from ..conditioning import load_conditioning
 from ..lora import apply_lora
 from ..model import base_fingerprint, build_model, preset
 from ..model.unified_voice import UnifiedVoice
-from .batching import Batch, BatchStream, steps_per_epoch
+from .batching import Batch
 from .checkpoints import TrainState, latest_checkpoint, prune_checkpoints, read_state, save_checkpoint
-from .dataset import DatasetManifest, load_manifest
-from .engine import describe, make_accelerator
+from .dataset import DatasetError, DatasetManifest, load_manifest
+from .engine import describe, make_accelerator, zero_stage
+from .epoch_plan import micro_batches_per_rank
+from .export import adapter_exporter
 from .loss import LossParts, pattern_loss
 from .options import TrainOptions
+from .resume_check import check_resumable, run_layout
 from .safe_resume import restricted_checkpoint_loading
+from .schedule import learning_rate_at
+from .stream import PlanStream
 from .validation import validation_loss
 
 __all__ = ["PatternTrainModel", "TrainResult", "train"]
@@ -56,6 +62,9 @@ class PatternTrainModel(nn.Module):
     def forward(self, text_ids, text_lengths, codes, code_lengths) -> LossParts:
         out = self.gpt.forward_packed(self.prefix, text_ids, text_lengths, codes, code_lengths)
         return pattern_loss(out, text_lengths, code_lengths, self.text_weight, self.mel_weight)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 @dataclass
@@ -83,12 +92,25 @@ class _Eviction:
         signal.signal(signal.SIGTERM, self._previous)
 
 
+class UnsupportedSetup(DatasetError):
+    """A launch configuration the trainer refuses before any work is done."""
+
+
 def _configure_deepspeed(accelerator: Accelerator, opts: TrainOptions) -> None:
     """Batches have variable sizes (token budget), so DeepSpeed's micro-batch size is nominal; our
-    accumulation and clipping settings override the launch config's."""
+    accumulation and clipping settings override the launch config's.
+
+    ZeRO-3 is refused: the frozen base is small next to the activations, and validation and the
+    adapter export run the unwrapped module on each rank's own batches, which ZeRO-3's gathered
+    parameters do not allow."""
     plugin = accelerator.state.deepspeed_plugin
     if plugin is None:
         return
+    if zero_stage(accelerator) == 3:
+        raise UnsupportedSetup(
+            "DeepSpeed ZeRO stage 3 is not supported (the base is frozen; use zero_stage: 2 as in "
+            "accelerate_config.yaml)"
+        )
     cfg = plugin.deepspeed_config
     cfg["train_micro_batch_size_per_gpu"] = 1
     cfg["gradient_accumulation_steps"] = opts.optim.grad_accum
@@ -115,18 +137,6 @@ def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainM
     return module, fingerprint
 
 
-def _adapter_exporter(accelerator: Accelerator, model: nn.Module):
-    def export(target: Path) -> None:
-        state = accelerator.get_state_dict(model)  # gathers under ZeRO-3; a no-op copy otherwise
-        if accelerator.is_main_process:
-            peft_state = {k[len("peft.") :]: v for k, v in state.items() if k.startswith("peft.")}
-            accelerator.unwrap_model(model).peft.save_pretrained(
-                str(target), state_dict=peft_state, safe_serialization=True
-            )
-
-    return export
-
-
 def _grad_norm(accelerator: Accelerator, model: nn.Module, max_norm: float) -> float:
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         norm = model.get_global_grad_norm()  # DeepSpeed clips inside its step
@@ -141,22 +151,27 @@ def _log(line: str) -> None:
 
 @dataclass
 class _Plan:
-    micro_per_epoch: int
-    steps_per_epoch: int
+    micro_per_epoch: list[int]
+    """Micro-batches each rank runs in each epoch (a multiple of --grad-accum)."""
     total_steps: int
 
 
 def _plan(opts: TrainOptions, manifest: DatasetManifest, world: int) -> _Plan:
-    lengths = [(s.text_len, s.code_len) for s in manifest.train_samples]
-    workers = max(1, opts.num_workers)
-    micro = steps_per_epoch(lengths, opts.optim.max_tokens_per_batch, world, workers)
-    per_epoch = math.ceil(micro / opts.optim.grad_accum)
-    total = opts.optim.epochs * per_epoch
-    return _Plan(micro, per_epoch, min(total, opts.max_steps) if opts.max_steps else total)
+    """Optimizer steps of the whole run, from the manifest alone (the same on every rank)."""
+    accum = opts.optim.grad_accum
+    micro = [
+        micro_batches_per_rank(
+            manifest.train_samples, epoch=e, seed=opts.seed, world=world, grad_accum=accum,
+            max_tokens=opts.optim.max_tokens_per_batch,
+        )
+        for e in range(opts.optim.epochs)
+    ]  # fmt: skip
+    total = sum(m // accum for m in micro)
+    return _Plan(micro, min(total, opts.max_steps) if opts.max_steps else total)
 
 
 class Trainer:
-    """Holds what training carries (model, optimizer, scheduler, state) and runs it step by step.
+    """Holds what training carries (model, optimizer, state) and runs it step by step.
 
     Rank-0-only work (logging, pruning, metrics) is gated by `self.main` in one place per concern.
     """
@@ -171,26 +186,31 @@ class Trainer:
         self.log(f"[train] {describe(self.accelerator)}")
         self.manifest = load_manifest(opts.data)
         module, self.fingerprint = _build(opts, self.manifest)
-        self.trainable = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
+        self.trainable = module.trainable()
+        # The raw optimizer's param groups are the ones every engine steps with (DeepSpeed's ZeRO
+        # optimizer wraps this very object): the learning rate is written there before each step.
+        self.adamw = torch.optim.AdamW(
             self.trainable, lr=opts.optim.learning_rate, weight_decay=opts.optim.weight_decay
         )
-        self.plan = _plan(opts, self.manifest, self.accelerator.num_processes)
-        warmup = min(opts.optim.warmup_steps, self.plan.total_steps)
-        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.plan.total_steps)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(module, optimizer, scheduler)
-        n_train, n_val = len(self.manifest.train_samples), len(self.manifest.val_samples)
-        plan, world = self.plan, self.accelerator.num_processes
+        world = self.accelerator.num_processes
+        self.plan = _plan(opts, self.manifest, world)
+        self.model, self.optimizer = self.accelerator.prepare(module, self.adamw)
+        self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        self.train_keys = frozenset(s.key for s in self.manifest.train_samples)
+        n_val = len(self.manifest.val_samples)
         self.log(
-            f"[train] {n_train} train / {n_val} val samples, {plan.micro_per_epoch} micro-batches x {world} "
-            f"ranks per epoch, {plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps, "
+            f"[train] {len(self.train_keys)} train / {n_val} val samples, {self.plan.micro_per_epoch[0]} "
+            f"micro-batches x {world} ranks per epoch, {self.plan.total_steps} steps, "
             f"{sum(p.numel() for p in self.trainable):,} trainable (LoRA) parameters"
         )
         self.ckpt_root = opts.out / "checkpoints"
-        self.state = TrainState()
-        self.export = _adapter_exporter(self.accelerator, self.model)
+        self.state = TrainState(layout=run_layout(opts, world, self.manifest))
+        self.export = adapter_exporter(self.accelerator, self.model)
         self.losses: list[float] = []
         self._window: list[torch.Tensor] = []
+        self._window_bad = False
+        self._window_keys: list[str] = []
+        self._epoch_keys: list[str] = []
         self._tokens, self._since = 0, time.perf_counter()
         self._grad_norm = 0.0
 
@@ -204,9 +224,11 @@ class Trainer:
         if latest is None:
             self.log(f"[train] --resume: no checkpoint in {self.ckpt_root}, starting fresh")
             return
+        saved = read_state(latest)
+        check_resumable(latest, saved.layout, self.state.layout)
         with restricted_checkpoint_loading(self.model):
             self.accelerator.load_state(str(latest))
-        self.state = read_state(latest)
+        self.state = saved
         self.log(f"[train] resumed from {latest} (step {self.state.step}, epoch {self.state.epoch})")
 
     def checkpoint(self, epoch_end: bool) -> Path:
@@ -218,30 +240,67 @@ class Trainer:
         return path
 
     # -- one micro-batch ----------------------------------------------------------------------
+    def _set_learning_rate(self) -> float:
+        """The rate of the next optimizer step, a function of its index alone (`learning_rate_at`)."""
+        o = self.opts.optim
+        lr = learning_rate_at(self.state.step + 1, o.learning_rate, o.warmup_steps, self.plan.total_steps)
+        for group in self.adamw.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _backward_skipped(self) -> None:
+        """Keep every engine's collectives in step while this window must not move anything.
+
+        DDP: a zero gradient; the optimizer step is then not taken. DeepSpeed steps inside its
+        backward, so the window's gradients are made NaN: its overflow check then skips the
+        optimizer step (no AdamW state change) and zeroes the gradients, which `_apply_step`
+        verifies."""
+        total = sum(p.sum() for p in self.trainable)
+        self.accelerator.backward(total * (float("nan") if self.deepspeed else 0.0))
+
     def micro_step(self, batch: Batch, eviction: _Eviction) -> torch.Tensor:
-        """Forward, one all-reduce of [non-finite?, SIGTERM?, tokens, loss, text, mel], backward, step."""
+        """Forward, one all-reduce of [non-finite?, SIGTERM?, tokens, weight, losses, samples],
+        backward, and at the window's end the optimizer step (or its skip)."""
         acc = self.accelerator
+        self._lr = self._set_learning_rate()
         with acc.accumulate(self.model):
             parts = self.model(batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths)
             finite = bool(torch.isfinite(parts.total))
-            losses = [float(parts.total), float(parts.text), float(parts.mel)] if finite else [0.0] * 3
-            local = [float(not finite), float(eviction.seen), float(batch.real_tokens), *losses]
+            w = batch.weight if finite else 0.0
+            values = (parts.total, parts.text, parts.mel)
+            losses = [w * float(v.detach()) for v in values] if finite else [0.0] * 3
+            local = [float(not finite), float(eviction.seen), w * batch.real_tokens, w, *losses]
             flags = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device), reduction="sum")
-            if flags[0] > 0:
-                # Every rank skips: a zero gradient through every adapter weight keeps DDP/DeepSpeed in step.
-                acc.backward(sum(p.sum() for p in self.trainable) * 0.0)
+            bad = bool(flags[0] > 0)
+            self._window_bad |= bad
+            if batch.weight > 0:
+                self._window_keys.extend(batch.keys)
+            if bad:
+                self._backward_skipped()
             else:
-                acc.backward(parts.total)
-            self._grad_norm = (
-                _grad_norm(acc, self.model, self.opts.optim.max_grad_norm) if acc.sync_gradients else 0.0
-            )
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad()
+                acc.backward(parts.total * batch.weight)
+            if acc.sync_gradients:
+                self._apply_step()
         return flags.cpu()
 
+    def _apply_step(self) -> None:
+        """The accumulation boundary: step the optimizer unless the window held a non-finite loss."""
+        acc, skip = self.accelerator, self._window_bad
+        if self.deepspeed:
+            applied = self.model.was_step_applied()
+            if applied == skip:
+                what = "applied" if applied else "skipped"
+                raise RuntimeError(f"DeepSpeed {what} step {self.state.step + 1} against the trainer")
+        if not skip:
+            self._grad_norm = _grad_norm(acc, self.model, self.opts.optim.max_grad_norm)
+            self.optimizer.step()
+            self._epoch_keys.extend(self._window_keys)
+        self.optimizer.zero_grad()
+        self._step_applied = not skip
+        self._window_bad, self._window_keys = False, []
+
     def account(self, flags: torch.Tensor) -> None:
-        """Book-keeping after a micro-batch: skipped-step counting and the loss window."""
+        """Book-keeping after a micro-batch: skipped-batch counting and the loss window."""
         self._tokens += int(flags[2])
         if flags[0] > 0:
             self.state.skipped_steps += 1
@@ -256,9 +315,13 @@ class Trainer:
                 )
         else:
             self.state.bad_in_a_row = 0
-            self._window.append(flags[3:] / self.accelerator.num_processes)
+            if flags[3] > 0:  # weight summed over ranks: padding-only micro-batches carry no loss
+                self._window.append(flags[4:7] / flags[3])
 
     def after_optimizer_step(self) -> None:
+        if not self._step_applied:
+            self._window, self._tokens, self._since = [], 0, time.perf_counter()
+            return
         self.state.step += 1
         if self._window:
             loss, text, mel = (float(v) for v in torch.stack(self._window).mean(0))
@@ -266,23 +329,40 @@ class Trainer:
             speed = self._tokens / max(time.perf_counter() - self._since, 1e-9)
             if self.metrics is not None:
                 values = {"loss": loss, "text_loss": text, "mel_loss": mel, "grad_norm": self._grad_norm}
-                values.update(lr=self.scheduler.get_last_lr()[0], tokens_per_s=speed)
+                values.update(lr=self._lr, tokens_per_s=speed)
                 self.metrics.log(values, step=self.state.step)
-            self.log(f"[train] step {self.state.step} loss {loss:.6f} (text {text:.4f}, mel {mel:.4f})")
+            self.log(
+                f"[train] step {self.state.step} loss {loss:.6f} (text {text:.4f}, mel {mel:.4f}) "
+                f"lr {self._lr:.6g}"
+            )
         self._window, self._tokens, self._since = [], 0, time.perf_counter()
 
     # -- epochs ---------------------------------------------------------------------------------
-    def batches(self) -> torch.utils.data.DataLoader:
-        stream = BatchStream(
-            self.manifest.shards, rank=self.accelerator.process_index, world=self.accelerator.num_processes,
-            epoch=self.state.epoch, seed=self.opts.seed, steps=self.plan.micro_per_epoch,
-            max_tokens=self.opts.optim.max_tokens_per_batch, exclude=self.manifest.val_keys,
+    def stream(self) -> PlanStream:
+        acc = self.accelerator
+        return PlanStream(
+            self.manifest.train_samples, rank=acc.process_index, world=acc.num_processes,
+            epoch=self.state.epoch, seed=self.opts.seed, grad_accum=self.opts.optim.grad_accum,
+            max_tokens=self.opts.optim.max_tokens_per_batch,
         )  # fmt: skip
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.opts.num_workers)
+
+    def batches(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.stream(), batch_size=None, num_workers=self.opts.num_workers)
+
+    def _epoch_sample_counts(self) -> tuple[int, int]:
+        """(samples that contributed, distinct keys) this epoch over all ranks; a key outside the
+        training split would be a bug in the plan, so it stops the run."""
+        keys = gather_object(self._epoch_keys) if self.accelerator.num_processes > 1 else self._epoch_keys
+        stray = set(keys) - self.train_keys
+        if stray:
+            raise RuntimeError(f"epoch {self.state.epoch} trained on keys off the split: {sorted(stray)[:3]}")
+        self._epoch_keys = []
+        return len(keys), len(set(keys))
 
     def end_epoch(self) -> None:
         val = validation_loss(self.accelerator, self.model, self.manifest, self.opts)
-        epoch_done = self.state.micro_in_epoch >= self.plan.micro_per_epoch
+        epoch_done = self.state.micro_in_epoch >= self.plan.micro_per_epoch[self.state.epoch]
+        samples, unique = self._epoch_sample_counts()
         if epoch_done:
             self.state.epoch += 1
             self.state.micro_in_epoch = 0
@@ -290,9 +370,13 @@ class Trainer:
         if val is not None and (self.state.best_val is None or val < self.state.best_val):
             self.state.best_val = val
             self.state.best_checkpoint = f"step-{self.state.step:08d}"
-        if self.metrics is not None and val is not None:
-            self.metrics.log({"val_loss": val, "epoch": self.state.epoch}, step=self.state.step)
-        self.log(f"[train] epoch {self.state.epoch} done at step {self.state.step}: val loss {val}")
+        if self.metrics is not None:
+            values = {"epoch": self.state.epoch, "epoch_samples": samples, "epoch_unique_samples": unique}
+            self.metrics.log(values | ({"val_loss": val} if val is not None else {}), step=self.state.step)
+        self.log(
+            f"[train] epoch {self.state.epoch} done at step {self.state.step}: val loss {val}, "
+            f"{samples} samples ({unique} distinct) of {len(self.train_keys)}"
+        )
         self.checkpoint(epoch_end=epoch_done)
 
     def finished(self) -> bool:
@@ -306,7 +390,9 @@ class Trainer:
                 self.model.train()
                 for micro, batch in enumerate(self.batches()):
                     if micro < self.state.micro_in_epoch:
-                        continue  # resume: applied before the checkpoint
+                        if batch.weight > 0:  # applied before the checkpoint
+                            self._epoch_keys.extend(batch.keys)
+                        continue
                     flags = self.micro_step(batch.to(self.accelerator.device), eviction)
                     self.account(flags)
                     self.state.micro_in_epoch = micro + 1
