@@ -305,6 +305,11 @@ def test_registered_model_predicts_in_a_fresh_process(
         "import json, mlflow\n"
         f"model = mlflow.pyfunc.load_model('models:/{MODEL_NAME}@candidate')\n"
         f"print('RESULT', json.dumps(model.predict({TEXTS!r}, params={DECODING!r})))\n"
+        # The registered model declares device/dtype, so load_model may override them.
+        f"half = mlflow.pyfunc.load_model('models:/{MODEL_NAME}@candidate',\n"
+        "                                 model_config={'dtype': 'bfloat16'})\n"
+        "gpt = half.unwrap_python_model().package.generator.model\n"
+        "print('DTYPE', next(gpt.parameters()).dtype)\n"
     )
     env = {
         k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR", "INDEXTTS_DIST_CACHE") if k in os.environ
@@ -317,6 +322,7 @@ def test_registered_model_predicts_in_a_fresh_process(
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     remote = json.loads(lines[-1][len("RESULT ") :])
     assert len(remote) == 2 and all(isinstance(c, int) for codes in remote for c in codes)
+    assert "DTYPE torch.bfloat16" in proc.stdout, proc.stderr[-3000:]
 
     local = _codes(load_package(package).generator)
     assert remote == local

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..generate import DecodingConfig
 from ..model import TINY_LABEL
 from ..utils.atomic import atomic_write_text
+from .generate import add_placement_args, placement_from_args
 
 DEMO_TEXTS = (
     "Life finds a way.",
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=8, help="training epochs")
     p.add_argument("--accelerate-config", default="accelerate_config.cpu.yaml")
     p.add_argument("--seed", type=int, default=0)
+    add_placement_args(p)  # where steps 5-6 (generation, diagnose) run; training follows its config
     p.set_defaults(func=run)
 
 
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.synthesize import PatternInference
     from ..tracking import LocalMlflowServer
 
+    placement = placement_from_args(args)
     out: Path = args.out.resolve()
     config = Path(args.accelerate_config).resolve()
     if not config.is_file():
@@ -123,12 +126,13 @@ def run(args: argparse.Namespace) -> int:
 
         step(f"5. pull models:/{name}@candidate back and generate")
         tts = PatternInference.load(
-            f"models:/{name}@candidate", tracking_uri=server.uri, cache_dir=out / "pulled"
-        )
+            f"models:/{name}@candidate", tracking_uri=server.uri, cache_dir=out / "pulled",
+            device=str(placement.device), dtype=placement.dtype_name,
+        )  # fmt: skip
         decoding = DecodingConfig(seed=args.seed, max_new_tokens=200)
         results = tts(list(DEMO_TEXTS), decoding)
         written = write_synthesis(results, decoding, out / "codes", f"models:/{name}@candidate", tts.label)
-        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest)
+        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, placement=tts.placement)
         summary = []
         for path, r in zip(written, results, strict=True):
             renderer.write(path.with_suffix(".wav"), renderer.render(r, seed=args.seed))
@@ -163,7 +167,8 @@ def _diagnose(tts, name: str, uri: str, out: Path, seed: int) -> dict | None:
     except ImportError:
         print("(diagnose is not available in this build)")
         return None
-    report = diagnose(tts.pattern.path, list(DEMO_TEXTS), DecodingConfig(seed=seed, max_new_tokens=200))
+    decoding = DecodingConfig(seed=seed, max_new_tokens=200)
+    report = diagnose(tts.pattern.path, list(DEMO_TEXTS), decoding, placement=tts.placement)
     print(format_table(report))
     atomic_write_text(out / "diagnose.json", json.dumps(report, indent=1))
     return {"json": str(out / "diagnose.json")}

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..tracking import PackageError, fetch_model
-from .generate import add_decoding_args, decoding_from_args
+from .generate import add_decoding_args, add_placement_args, decoding_from_args, placement_from_args
 
 DEFAULT_TEXTS = (
     "Well [UH] I think [PAUSE] we should go now.",
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-dir", help="folder with the official gpt.pth (official-v2 packages)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a problem is found")
     add_decoding_args(p)
+    add_placement_args(p)
     p.set_defaults(func=run)
 
 
@@ -61,6 +62,7 @@ def read_texts(path: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..inference.diagnose import diagnose, format_table
 
+    placement = placement_from_args(args)
     texts = read_texts(args.texts)
     decoding = decoding_from_args(args)
     with tempfile.TemporaryDirectory(prefix="indextts-diagnose-") as tmp:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             package = Path(args.model)
             if not package.is_dir():
                 raise PackageError(f"{args.model}: no such package folder (or use models:/NAME@ALIAS)")
-        report = diagnose(package, texts, decoding, weights_dir=args.weights_dir)
+        report = diagnose(package, texts, decoding, weights_dir=args.weights_dir, placement=placement)
     if args.model.startswith("models:/"):
         report["package"] = args.model  # the temporary folder is gone
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else format_table(report))

@@ -8,12 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conditioning import load_conditioning
+from ..conditioning import ConditioningError, GlobalConditioning, load_conditioning
 from ..generate import DecodingConfig
 from ..generate.text_to_codes import CodeGenerator, CodesForText
-from ..model import TINY_LABEL, build_model, preset
+from ..inference.placement import DTYPES, Placement, host_numpy, resolve_placement
+from ..model import TINY_LABEL, base_fingerprint, build_model, preset
 from ..text import TextTokenizer, tiny_tokenizer
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
+
+
+def add_placement_args(p: argparse.ArgumentParser) -> None:
+    """`--device/--dtype`, shared by every command that runs a model. Checked by
+    `resolve_placement` (not argparse `choices`) so a bad value is the same one-line error, exit 2,
+    as in the Python API."""
+    g = p.add_argument_group("placement")
+    g.add_argument(
+        "--device", help="torch device: cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)"
+    )
+    g.add_argument("--dtype", help=f"{' | '.join(DTYPES)} (default: float32)")
+
+
+def placement_from_args(args: argparse.Namespace) -> Placement:
+    return resolve_placement(args.device, args.dtype)
 
 
 def add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--texts", help="file with one text per line")
     p.add_argument("--out", required=True, help="output directory")
     add_decoding_args(p)
+    add_placement_args(p)
     p.set_defaults(func=run)
 
 
@@ -70,7 +87,7 @@ def write_outputs(results: list[CodesForText], decoding: DecodingConfig, out: Pa
     written = []
     for i, r in enumerate(results):
         stem = out / f"{i:03d}"
-        buf = _npy_bytes(r.codes.numpy().astype(np.int32))
+        buf = _npy_bytes(host_numpy(r.codes, np.int32))
         atomic_write_bytes(stem.with_suffix(".codes.npy"), buf)
         info = {
             "text": r.text,
@@ -94,7 +111,28 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def check_conditioning_base(
+    conditioning: GlobalConditioning, path: str, preset_name: str, weights: str | None
+) -> None:
+    """The conditioning must have been computed on the base `generate` runs: a prefix from another
+    GPT is noise to this one (codes come out, patterns do not). The tiny base is the seed-0 one."""
+    made_with = conditioning.metadata.get("base_model_fingerprint")
+    if not made_with:
+        raise ConditioningError(
+            f"{path}: conditioning records no base_model_fingerprint, so it cannot be checked against "
+            "the base model; recompute it with `indextts-dist preprocess`"
+        )
+    have = base_fingerprint(preset_name, weights)
+    if made_with != have:
+        base = weights or f"the {preset_name} preset's seed-0 weights"
+        raise ConditioningError(
+            f"{path}: conditioning was computed on base {made_with[:12]}…, but generate runs {base} "
+            f"({have[:12]}…); pass the --weights it was made with, or recompute it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    placement = placement_from_args(args)
     texts = list(args.text)
     if args.texts:
         texts += [line.strip() for line in Path(args.texts).read_text().splitlines() if line.strip()]
@@ -108,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("--bpe is required for the official-v2 preset")
     conditioning = load_conditioning(args.conditioning, preset(args.preset))
+    check_conditioning_base(conditioning, args.conditioning, args.preset, args.weights)
     decoding = decoding_from_args(args)
+    placement.module(model)
     results = CodeGenerator(model, tokenizer, conditioning)(texts, decoding)
     label = TINY_LABEL if args.preset == "tiny" and not args.weights else f"{args.preset} ({args.weights})"
     for path, r in zip(write_outputs(results, decoding, Path(args.out), label), results, strict=True):

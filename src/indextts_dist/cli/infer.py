@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .generate import add_decoding_args, decoding_from_args
+from .generate import add_decoding_args, add_placement_args, decoding_from_args, placement_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--codes-only", action="store_true", help="skip the second stage (no wav)")
     add_decoding_args(p)
+    add_placement_args(p)
     p.set_defaults(func=run)
 
 
@@ -42,10 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.outputs import write_synthesis
     from ..inference.synthesize import PatternInference
 
+    placement = placement_from_args(args)  # a bad --device/--dtype fails before any download
     texts = read_texts(args)
     tts = PatternInference.load(
         args.model, tracking_uri=args.mlflow_uri, cache_dir=args.cache_dir, weights_dir=args.weights_dir,
-        segment_tokens=args.segment_tokens,
+        segment_tokens=args.segment_tokens, device=str(placement.device), dtype=placement.dtype_name,
     )  # fmt: skip
     decoding = decoding_from_args(args)
     results = tts(texts, decoding, batch_size=args.batch_size)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.codes_only:
         from ..inference.speech_output import SpeechRenderer
 
-        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, args.weights_dir)
+        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, args.weights_dir, tts.placement)
     written = write_synthesis(results, decoding, args.out, str(args.model), tts.label)
     for path, r in zip(written, results, strict=True):
         capped = "" if all(r.stopped) else " (a segment hit the cap)"

@@ -5,6 +5,11 @@ the batch, then the start code; every new code is embedded with `mel_embedding` 
 position. By default that position follows the official path, where the k-th generated code gets
 position k + 1 (one slot later than training); `mel_positions="training"` gives position k, the one
 the model saw during training. Greedy, sampling and HF-style beam search/beam-sample are supported.
+
+Placement: everything made while decoding (token ids, masks, the prompt, the KV cache) is created on
+the device and in the dtype of the model's parameters, so the model runs wherever it was moved
+(`inference.placement`). Scores are float32 whatever the model's dtype (see `_MelHead`); the codes
+come back on the host.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
+from ..inference.placement import placement_of, to_host
 from ..model.unified_voice import UnifiedVoice
 from .beams import BeamHypotheses
 from .processors import apply_processors
@@ -104,8 +111,8 @@ def _strip_text_ids(ids: Sequence[int], model: UnifiedVoice) -> list[int]:
 def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Sequence[int]]) -> Prompt:
     """`[pad… ; prefix ; <s> text </s>] + [start code at mel position 0]`, left-padded (SPEC §f.1)."""
     cfg = model.cfg
-    device = model.mel_embedding.weight.device
-    dtype = model.mel_embedding.weight.dtype
+    place = placement_of(model.mel_embedding)
+    device, dtype = place.device, place.dtype
     if prefix.dim() == 2:
         prefix = prefix.unsqueeze(0)
     if prefix.size(0) not in (1, len(texts)):
@@ -128,8 +135,27 @@ def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Se
     return Prompt(torch.cat([emb, start], dim=1), mask)
 
 
-def _mel_logits(model: UnifiedVoice, hidden: torch.Tensor) -> torch.Tensor:
-    return model.mel_head(model.final_norm(hidden[:, -1])).float()
+class _MelHead:
+    """`final_norm` + `mel_head` on the last position, computed in float32 whatever the model's dtype.
+
+    Why: in bfloat16 a logit keeps ~3 significant digits, so near-ties between codes flip, and the
+    repetition penalty (x10), temperature, softmax and top-p cumsum all amplify that rounding into
+    different codes. Upcasting only the last hidden state and the head (one [D] x [D, V] product per
+    step, the weights converted once per `generate_codes` call) makes the scores as exact as the
+    backbone's hidden state allows, at a cost that is negligible next to the transformer layers.
+    In float32 it is bit-identical to `model.mel_head(model.final_norm(h))`.
+    """
+
+    def __init__(self, model: UnifiedVoice) -> None:
+        norm, head = model.final_norm, model.mel_head
+        self.shape, self.eps = norm.normalized_shape, norm.eps
+        self.norm_weight, self.norm_bias = norm.weight.float(), norm.bias.float()
+        self.weight = head.weight.float()
+        self.bias = head.bias.float() if head.bias is not None else None
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = F.layer_norm(hidden[:, -1].float(), self.shape, self.norm_weight, self.norm_bias, self.eps)
+        return F.linear(h, self.weight, self.bias)
 
 
 def _next_position(cfg: DecodingConfig, generated: int) -> int:
@@ -177,6 +203,7 @@ class _Backbone:
 
     def __init__(self, model: UnifiedVoice, use_cache: bool) -> None:
         self.model = model
+        self.head = _MelHead(model)
         self.cache = DynamicCache() if use_cache else None
         self.history: torch.Tensor | None = None
 
@@ -186,7 +213,7 @@ class _Backbone:
             out = self.model.gpt(inputs_embeds=self.history, attention_mask=mask, use_cache=False)
         else:
             out = self.model.gpt(inputs_embeds=emb, attention_mask=mask, cache=self.cache, use_cache=True)
-        return _mel_logits(self.model, out.last_hidden_state)
+        return self.head(out.last_hidden_state)
 
     def start(self, prompt_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self._run(prompt_emb, mask)
@@ -235,10 +262,10 @@ def _decode_single(
 
 def _collect(rows: torch.Tensor, stop: int) -> GenerationResult:
     codes, stopped = [], []
-    for row in rows:
+    for row in to_host(rows):
         hits = (row == stop).nonzero()
         end = int(hits[0]) if len(hits) else row.numel()
-        codes.append(row[:end].cpu())
+        codes.append(row[:end])
         stopped.append(bool(len(hits)))
     return GenerationResult(codes, stopped)
 
@@ -258,7 +285,7 @@ def _decode_beams(
     backbone = _Backbone(model, cfg.use_kv_cache)
     logits = backbone.start(emb, mask)
     seen = _initial_seen(model, rows, cfg, device)
-    beam_scores = torch.zeros(batch, beams, device=device)
+    beam_scores = logits.new_zeros(batch, beams)  # float32 scores, on the model's device
     beam_scores[:, 1:] = -1e9  # all beams start identical: let only the first one expand
     beam_scores = beam_scores.view(-1)
     hyps = [BeamHypotheses(beams, cfg.length_penalty) for _ in range(batch)]
@@ -279,29 +306,32 @@ def _decode_beams(
             picks = torch.gather(picks, -1, order)
         else:
             pick_scores, picks = torch.topk(scores, keep, dim=-1)
-        next_beam_scores = torch.zeros(batch, beams, device=device)
-        next_tokens = torch.full((batch, beams), stop, dtype=torch.long, device=device)
-        next_rows = torch.zeros(batch, beams, dtype=torch.long, device=device)
+        # One device -> host copy per step: the scorer's bookkeeping is plain Python.
+        host_picks, host_scores = picks.tolist(), pick_scores.tolist()
+        next_scores = [[0.0] * beams for _ in range(batch)]
+        next_tok = [[stop] * beams for _ in range(batch)]
+        next_row = [[0] * beams for _ in range(batch)]
         for b in range(batch):
             if done[b]:
-                next_rows[b] = b * beams
+                next_row[b] = [b * beams] * beams
                 continue
             slot = 0
             for rank in range(keep):
-                token = int(picks[b, rank]) % vocab
-                row = b * beams + int(picks[b, rank]) // vocab
-                score = float(pick_scores[b, rank])
+                token = host_picks[b][rank] % vocab
+                row = b * beams + host_picks[b][rank] // vocab
+                score = host_scores[b][rank]
                 if token == stop:
                     if rank < beams:
                         hyps[b].add(sequences[row].clone(), score, step - 1)
                     continue
-                next_beam_scores[b, slot] = score
-                next_tokens[b, slot] = token
-                next_rows[b, slot] = row
+                next_scores[b][slot], next_tok[b][slot], next_row[b][slot] = score, token, row
                 slot += 1
                 if slot == beams:
                     break
-            done[b] = done[b] or hyps[b].is_done(float(pick_scores[b].max()), step - 1)
+            done[b] = done[b] or hyps[b].is_done(max(host_scores[b]), step - 1)
+        next_beam_scores = torch.tensor(next_scores, dtype=logits.dtype, device=device)
+        next_tokens = torch.tensor(next_tok, dtype=torch.long, device=device)
+        next_rows = torch.tensor(next_row, dtype=torch.long, device=device)
         beam_idx = next_rows.view(-1)
         beam_scores = next_beam_scores.view(-1)
         tokens = next_tokens.view(-1)
@@ -314,12 +344,13 @@ def _decode_beams(
         mask = torch.cat([mask[beam_idx], mask.new_ones(rows, 1)], dim=1)
         logits = backbone.step(tokens, mask, _next_position(cfg, step))
     codes, stopped = [], []
+    final_scores = beam_scores.tolist()
     for b in range(batch):
         if not done[b]:
             for j in range(beams):
                 row = b * beams + j
-                hyps[b].add(sequences[row].clone(), float(beam_scores[row]), sequences.size(1), stopped=False)
+                hyps[b].add(sequences[row].clone(), final_scores[row], sequences.size(1), stopped=False)
         best, reached_stop = hyps[b].best()
-        codes.append(best.cpu())
+        codes.append(to_host(best))
         stopped.append(reached_stop)
     return GenerationResult(codes, stopped)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..conditioning import GlobalConditioning
+from ..inference.placement import placement_of
 from ..model import UnifiedVoice
 from ..text import TextTokenizer
 from .decoding import DecodingConfig, generate_codes
@@ -25,7 +26,12 @@ class CodesForText:
 
 
 class CodeGenerator:
-    """Holds the model, the tokenizer and the 34-row prefix built once from the global conditioning."""
+    """Holds the model, the tokenizer and the 34-row prefix built once from the global conditioning.
+
+    The model runs where it is (move it first, e.g. with `inference.placement.Placement.module`); the
+    prefix is built on the model's device in float32 from the stored float32 conditioning, then
+    rounded once to the model's dtype, so a half-precision model sees the nearest prefix it can hold.
+    """
 
     def __init__(
         self, model: UnifiedVoice, tokenizer: TextTokenizer, conditioning: GlobalConditioning
@@ -37,8 +43,12 @@ class CodeGenerator:
             )
         self.model = model.eval()
         self.tokenizer = tokenizer
+        place = placement_of(model)
         with torch.no_grad():
-            self.prefix = model.build_prefix(conditioning.gpt_conditioning, conditioning.emo_vec)
+            prefix = model.build_prefix(
+                conditioning.gpt_conditioning.to(place.device), conditioning.emo_vec.to(place.device)
+            )
+        self.prefix = place.tensor(prefix)
 
     def __call__(
         self, texts: Sequence[str], decoding: DecodingConfig | None = None, batch_size: int = 8

@@ -31,6 +31,7 @@ from ..tracking.package import (
 from .adapter_norms import AdapterError, adapter_norms
 from .code_stats import code_statistics, pause_code_set, stat_deltas
 from .diagnose_table import format_table
+from .placement import Placement, resolve_placement
 
 __all__ = ["DATASET_VERSION", "check_conditioning", "check_dataset", "diagnose", "format_table"]
 
@@ -43,8 +44,12 @@ def diagnose(
     texts: Sequence[str],
     decoding: DecodingConfig,
     weights_dir: str | Path | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """The full report for a package folder (raises PackageError only when it is not a package)."""
+    """The full report for a package folder (raises PackageError only when it is not a package).
+    Base and adapted run on the same `placement` (default: `resolve_placement()`), so the only
+    difference between their statistics is the adapter."""
+    placement = placement or resolve_placement()
     root = Path(package_dir)
     manifest = read_manifest(root)
     texts = [t.strip() for t in texts]
@@ -72,7 +77,7 @@ def diagnose(
         stats: dict[str, Any] = {"skipped": "the package does not load as it is; fix the problems first"}
     else:
         try:
-            stats = compare_base_and_adapted(root, manifest, texts, decoding, weights_dir, dataset)
+            stats = compare_base_and_adapted(root, manifest, texts, decoding, weights_dir, dataset, placement)
         except (PackageError, ConditioningError, CheckpointError) as exc:
             stats = {"skipped": str(exc)}
             blocking.append(str(exc))
@@ -197,11 +202,13 @@ def compare_base_and_adapted(
     decoding: DecodingConfig,
     weights_dir: str | Path | None,
     dataset: Mapping[str, Any],
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     """Adapted first (load_package checks everything), then the bare base with the same tokenizer
-    and conditioning; one model in memory at a time."""
+    and conditioning, on the same placement; one model in memory at a time."""
+    placement = placement or resolve_placement()
     pause = set(dataset["pause_codes"]) if dataset.get("pause_codes") is not None else None
-    package = load_package(root, weights_dir)
+    package = load_package(root, weights_dir, placement)
     adapted = code_statistics(package.generator(texts, decoding), pause)
     tokenizer, conditioning, cfg = package.tokenizer, package.conditioning, package.model.cfg
     del package
@@ -213,6 +220,7 @@ def compare_base_and_adapted(
         seed=int(manifest.get("seed", 0)),
         with_conditioning_encoders=False,
     )
+    placement.module(base_model)
     base = code_statistics(CodeGenerator(base_model, tokenizer, conditioning)(texts, decoding), pause)
     return {
         "decoding": decoding.to_dict(),

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..generate import DecodingConfig
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
+from .placement import host_numpy
 from .synthesize import Synthesis
 
 __all__ = ["npy_bytes", "write_synthesis"]
@@ -29,8 +30,8 @@ def write_synthesis(
     written = []
     for i, r in enumerate(results):
         stem = out / f"{i:03d}"
-        atomic_write_bytes(stem.with_suffix(".codes.npy"), npy_bytes(r.codes.numpy().astype(np.int32)))
-        atomic_write_bytes(stem.with_suffix(".latents.npy"), npy_bytes(r.latents.numpy().astype(np.float32)))
+        atomic_write_bytes(stem.with_suffix(".codes.npy"), npy_bytes(host_numpy(r.codes, np.int32)))
+        atomic_write_bytes(stem.with_suffix(".latents.npy"), npy_bytes(host_numpy(r.latents, np.float32)))
         record = {
             "text": r.text,
             "text_normalized": r.normalized,

@@ -2,6 +2,8 @@
 
 Segments are rendered one by one and joined with 200 ms of silence, as the official pipeline does.
 The tiny preset's second stage is seeded random weights like its GPT: it makes noise, not speech.
+S2Mel, BigVGAN, the codec and the speaker embeddings run on the GPT's placement (one `--device` and
+`--dtype` for the whole model); the waveform comes back as float32 numpy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import soundfile as sf
 from ..speech.second_stage import OUTPUT_SAMPLE_RATE, SecondStage, load_speaker_embeddings
 from ..tracking.package import SPEAKER_EMBEDDINGS_FILE, PackageError
 from ..utils.atomic import atomic_write_bytes
+from .placement import Placement, host_numpy, resolve_placement
 from .synthesize import Synthesis
 
 __all__ = ["SEGMENT_GAP_S", "SpeechRenderer"]
@@ -25,7 +28,14 @@ SEGMENT_GAP_S = 0.2
 class SpeechRenderer:
     """The second stage for one package: loaded once, renders any number of texts."""
 
-    def __init__(self, package_dir: Path, manifest: dict, weights_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        package_dir: Path,
+        manifest: dict,
+        weights_dir: Path | None = None,
+        placement: Placement | None = None,
+    ) -> None:
+        placement = placement or resolve_placement()
         path = Path(package_dir) / SPEAKER_EMBEDDINGS_FILE
         if not manifest.get("speaker_embeddings") or not path.is_file():
             raise PackageError(
@@ -37,7 +47,9 @@ class SpeechRenderer:
             if weights_dir is None:
                 raise PackageError("the official second stage needs --weights-dir (or $INDEXTTS_WEIGHTS_DIR)")
             self.stage = SecondStage.official(weights_dir)
-        self.embeddings = load_speaker_embeddings(path)
+        self.stage.to(placement.device, placement.dtype)
+        self.embeddings = load_speaker_embeddings(path).to(placement.device, placement.dtype)
+        self.placement = placement
 
     def render(self, result: Synthesis, seed: int = 0) -> np.ndarray:
         """float32 waveform at 22.05 kHz: segments joined with 200 ms of silence."""
@@ -49,7 +61,7 @@ class SpeechRenderer:
             if n == 0:
                 continue
             wav = self.stage.synthesize(codes, latents, self.embeddings, seed=seed)
-            pieces.extend([wav.float().cpu().numpy(), gap])
+            pieces.extend([host_numpy(wav), gap])
         return np.concatenate(pieces[:-1]) if pieces else np.zeros(0, dtype=np.float32)
 
     @staticmethod

@@ -4,10 +4,13 @@
     tts = PatternInference.load("models:/my-speaker@candidate")      # or a local package folder
     for r in tts(["Life finds a way.", "Well, [UH] I think so."]):
         r.codes, r.latents                                           # semantic codes, GPT latents for S2Mel
+    PatternInference.load(uri, device="cuda:1", dtype="bfloat16")    # default: CUDA if present, float32
 
 Long texts are split into segments as the official inference does (SPEC §c.4); each segment is
 generated on its own (segments of all texts share batches) and the results are joined in order.
 The latents are what the official forward returns for (text, codes) at batch size 1: S2Mel's input.
+The GPT and the second stage run on the placement given to `load` (`inference.placement`); codes and
+latents always come back as host tensors (int64 / float32).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from ..generate import DecodingConfig, generate_codes
 from ..tracking import fetch_model, load_package
 from ..tracking.package import PatternModel
+from .placement import Placement, placement_of, resolve_placement, to_host
 from .segment import MAX_SEGMENT_TOKENS, split_segments
 
 __all__ = ["PatternInference", "Synthesis"]
@@ -34,9 +38,9 @@ class Synthesis:
     segments: list[list[int]]
     """Text ids of each segment (no start/stop)."""
     codes: torch.Tensor
-    """Semantic codes of all segments, joined [N] (int64)."""
+    """Semantic codes of all segments, joined [N] (int64, on the host)."""
     latents: torch.Tensor
-    """GPT latents [N, model_dim] (float32), one row per code."""
+    """GPT latents [N, model_dim] (float32, on the host), one row per code."""
     stopped: list[bool]
     """Per segment: ended with the stop code (False: hit the cap)."""
     segment_codes: list[int]
@@ -61,19 +65,29 @@ class PatternInference:
         cache_dir: str | Path = ".cache/indextts-dist-models",
         weights_dir: str | Path | None = None,
         segment_tokens: int = MAX_SEGMENT_TOKENS,
+        device: str | None = None,
+        dtype: str | None = None,
     ) -> PatternInference:
-        """`models:/NAME@ALIAS`, `models:/NAME/VERSION`, or a local package folder."""
+        """`models:/NAME@ALIAS`, `models:/NAME/VERSION`, or a local package folder, loaded onto
+        `device` (any torch device; default CUDA when present) in `dtype` (float32 | bfloat16 |
+        float16; default float32). A bad device or dtype fails before anything is downloaded."""
+        placement = resolve_placement(device, dtype)
         if str(model).startswith("models:/"):
             folder = fetch_model(str(model), cache_dir, tracking_uri=tracking_uri)
         else:
             folder = Path(model)
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: no such model folder (or use a models:/NAME@ALIAS URI)")
-        return cls(load_package(folder, weights_dir=weights_dir), segment_tokens)
+        return cls(load_package(folder, weights_dir=weights_dir, placement=placement), segment_tokens)
 
     @property
     def label(self) -> str | None:
         return self.pattern.label
+
+    @property
+    def placement(self) -> Placement:
+        """Where the GPT runs (and where `speak` puts the second stage)."""
+        return self.pattern.placement
 
     def segment(self, prepared: str) -> list[list[int]]:
         """Text ids per segment of an already normalized text."""
@@ -83,12 +97,14 @@ class PatternInference:
 
     @torch.no_grad()
     def latents(self, text_ids: list[int], codes: torch.Tensor) -> torch.Tensor:
-        """The official forward at batch size 1: final-normed hidden states of the mel block [N, D]."""
-        device = self.model.mel_embedding.weight.device
+        """The official forward at batch size 1: final-normed hidden states of the mel block [N, D],
+        computed in the model's dtype (as the official half-precision inference does), returned as
+        float32 on the host."""
+        device = placement_of(self.model).device
         ids = torch.tensor([text_ids], device=device)
         out = self.model(self.prefix, ids, torch.tensor([len(text_ids)], device=device),
                          codes[None].to(device), torch.tensor([codes.numel()], device=device))  # fmt: skip
-        return out.mel_latents[0].float().cpu()
+        return to_host(out.mel_latents[0])
 
     def __call__(
         self, texts: Sequence[str], decoding: DecodingConfig | None = None, batch_size: int = 8
@@ -137,6 +153,8 @@ class PatternInference:
         from .speech_output import SpeechRenderer
 
         if self._renderer is None:
-            self._renderer = SpeechRenderer(self.pattern.path, self.pattern.manifest, weights_dir)
+            self._renderer = SpeechRenderer(
+                self.pattern.path, self.pattern.manifest, weights_dir, placement=self.placement
+            )
         seed = (decoding.seed if decoding else None) or 0
         return [(r, self._renderer.render(r, seed=seed)) for r in self(texts, decoding)]

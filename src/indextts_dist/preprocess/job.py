@@ -2,10 +2,14 @@
 
     torchrun --nproc_per_node N preprocess/run.py --audio-dir clips/ --out data/
 
-Each rank deals itself clips by index, processes them in shard units (resumable), sums speaker
+Each rank deals itself clips by index, processes them in shard units, sums speaker
 latents and emotion vectors in float64, and joins a single `all_reduce(SUM)` of (sums, count). Rank 0
 then divides, writes `global_conditioning.safetensors`, and merges every unit's record into
 `rejects.jsonl`, `dataset_info.json` and `transcripts_verbatim.csv`.
+
+A re-run reuses a finished unit only while everything it was computed from is unchanged (models,
+ASR settings, bounds, each clip's bytes and transcript: `unit_key`); each rank says in one line how
+many units it reused and why the others were recomputed.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from .components import Components, load_components
 from .dataset_info import DATASET_VERSION, write_summary_files
 from .listing import ListedClip, deal, list_clips
 from .options import PreprocessOptions
-from .shards import ConditioningSums, UnitResult, load_unit, write_unit
+from .shards import ConditioningSums, UnitResult, find_unit, write_unit
 from .transcripts import read_transcripts
+from .unit_key import ClipEntry, UnitKey, reuse_line, run_settings, unit_key
 
 __all__ = ["run_preprocess"]
 
@@ -40,6 +45,14 @@ def _blocks(clips: list[ListedClip], size: int) -> list[list[ListedClip]]:
 
 def _override(table: dict[str, str], clip: ListedClip) -> str | None:
     return table.get(clip.relative, table.get(Path(clip.relative).name))
+
+
+def _block_key(settings: dict, block: list[ListedClip], overrides: dict[str, str]) -> UnitKey:
+    entries = [
+        ClipEntry(display_path(c.relative), c.index, c.sha256, c.reject, _override(overrides, c))
+        for c in block
+    ]
+    return unit_key(settings, entries)
 
 
 def _process_block(
@@ -81,19 +94,21 @@ def _rank_units(
     mine: list[ListedClip],
     comps: Components,
     overrides: dict[str, str],
+    settings: dict,
 ) -> tuple[list[UnitResult], ConditioningSums]:
     cfg = comps.gpt.cfg
     total = ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim)
-    units = []
+    units, reasons = [], []
     bar = tqdm(total=len(mine), desc=f"rank {world.rank}", unit="clip", position=world.rank, mininterval=1.0)
     timer = StageTimer()
     started = time.perf_counter()
     for k, block in enumerate(_blocks(mine, opts.clips_per_shard)):
-        sources = [display_path(c.relative) for c in block]
-        unit = load_unit(opts.out, world.rank, k, sources)
+        key = _block_key(settings, block, overrides)
+        unit, why = find_unit(opts.out, world.rank, k, key.sources, key)
+        reasons.append(why)
         if unit is None:
             samples, rejects, sums = _process_block(block, comps, opts, overrides, bar, timer)
-            unit = write_unit(opts.out, world.rank, k, sources, samples, rejects, sums)
+            unit = write_unit(opts.out, world.rank, k, key.sources, samples, rejects, sums, key)
         else:
             bar.update(len(block))
         assert unit.sums is not None
@@ -102,23 +117,32 @@ def _rank_units(
     bar.close()
     elapsed = time.perf_counter() - started
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()) or "all reused"
-    reused = sum(u.reused for u in units)
+    tqdm.write(reuse_line(world.rank, reasons), file=sys.stderr)
     tqdm.write(
         f"rank {world.rank}: {len(mine)} clips in {elapsed:.1f}s "
-        f"({len(mine) / max(elapsed, 1e-9):.2f} clips/s; "
-        f"{reused}/{len(units)} shard units reused; {stages})",
+        f"({len(mine) / max(elapsed, 1e-9):.2f} clips/s; {stages})",
         file=sys.stderr,
     )
     return units, total
 
 
-def _all_units(opts: PreprocessOptions, clips: list[ListedClip], world_size: int) -> list[UnitResult]:
+def _all_units(
+    opts: PreprocessOptions,
+    clips: list[ListedClip],
+    world_size: int,
+    overrides: dict[str, str],
+    settings: dict,
+) -> list[UnitResult]:
+    """Every rank's units as rank 0 finds them on disk, checked against the keys of THIS run."""
     units = []
     for rank in range(world_size):
         for k, block in enumerate(_blocks(deal(clips, rank, world_size), opts.clips_per_shard)):
-            unit = load_unit(opts.out, rank, k, [display_path(c.relative) for c in block])
+            key = _block_key(settings, block, overrides)
+            unit, why = find_unit(opts.out, rank, k, key.sources, key)
             if unit is None:
-                raise RuntimeError(f"{opts.out}: unit {k} of rank {rank} is missing after all ranks finished")
+                raise RuntimeError(
+                    f"{opts.out}: unit {k} of rank {rank} is not this run's after all ranks finished ({why})"
+                )
             units.append(unit)
     return units
 
@@ -138,7 +162,8 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     overrides = read_transcripts(opts.transcripts) if opts.transcripts else {}
     device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed).to(device)
-    units, sums = _rank_units(opts, world, mine, comps, overrides)
+    settings = run_settings(opts, comps.fingerprints)
+    units, sums = _rank_units(opts, world, mine, comps, overrides, settings)
 
     flat = sums.flat().to(reduction_device())
     if world.size > 1:
@@ -148,7 +173,7 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     flat = flat.cpu()
     cfg = comps.gpt.cfg
     count = round(float(flat[-1]))
-    all_units = _all_units(opts, clips, world.size) if world.size > 1 else units
+    all_units = _all_units(opts, clips, world.size, overrides, settings) if world.size > 1 else units
     info = write_summary_files(
         opts.out,
         all_units,

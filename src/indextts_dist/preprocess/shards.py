@@ -4,8 +4,10 @@ A unit is `clips_per_shard` consecutive clips of one rank's share. It is written
 `shard-RRR-KKKKK.tar` (accepted samples), `shard-RRR-KKKKK.cond.safetensors` (the unit's sums of
 speaker latents and emotion vectors, and its count) and, last, `shard-RRR-KKKKK.json` (the clips it
 covers, its samples, rejects and stats). Each file is written to a temp name and renamed; the JSON
-is the commit marker. A re-run finds finished units by their JSON, checks they cover the same clips,
-and reuses them whole, conditioning sums included, so nothing finished is recomputed.
+is the commit marker; it also holds the unit's key (`unit_key`: everything the unit was computed
+from). A re-run reuses a unit whole, conditioning sums included, only when its stored key equals
+the new one; otherwise the unit is recomputed: its old marker is removed first (a crash then leaves
+no marker that could pass for finished work), and each file is replaced by rename.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from safetensors.torch import save
 
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 from .clip import ProcessedClip
+from .unit_key import UnitKey, stale_reasons
 
 __all__ = [
     "ConditioningSums",
     "UnitResult",
+    "find_unit",
     "iter_tar_samples",
     "load_unit",
     "read_tar_samples",
@@ -77,29 +81,41 @@ class UnitResult:
     reused: bool = False
 
 
+def _write_tar(tar_path: Path, samples: list[ProcessedClip]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{tar_path.name}.", suffix=".tmp", dir=tar_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer = wds.TarWriter(fh)
+            for s in samples:
+                writer.write(
+                    {"__key__": s.key, "text_ids.npy": s.text_ids, "codes.npy": s.codes, "json": s.meta}
+                )
+            writer.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, tar_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_unit(
     out: Path, rank: int, k: int, sources: list[str], samples: list[ProcessedClip], rejects: list[dict],
-    sums: ConditioningSums,
+    sums: ConditioningSums, key: UnitKey | None = None,
 ) -> UnitResult:  # fmt: skip
+    """Write (or replace) unit k of `rank`; `key` goes into the record for the next run to compare.
+
+    The old marker goes first, so a crash while replacing a unit never leaves the old record
+    beside new files (or the reverse) looking finished. A unit that now has no samples drops the
+    tar an earlier run left under its name.
+    """
     stem = unit_stem(out, rank, k)
-    tar_name = None
+    stem.with_suffix(".json").unlink(missing_ok=True)
+    tar_path, tar_name = stem.with_suffix(".tar"), None
     if samples:
-        tar_path = stem.with_suffix(".tar")
-        fd, tmp = tempfile.mkstemp(prefix=f".{tar_path.name}.", suffix=".tmp", dir=out)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                writer = wds.TarWriter(fh)
-                for s in samples:
-                    writer.write(
-                        {"__key__": s.key, "text_ids.npy": s.text_ids, "codes.npy": s.codes, "json": s.meta}
-                    )
-                writer.close()
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, tar_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _write_tar(tar_path, samples)
         tar_name = tar_path.name
+    else:
+        tar_path.unlink(missing_ok=True)
     cond = {"spk": sums.spk.contiguous(), "emo": sums.emo.contiguous()}
     atomic_write_bytes(stem.with_suffix(".cond.safetensors"), save(cond, metadata={"count": str(sums.count)}))
     record = {
@@ -109,29 +125,60 @@ def write_unit(
         "tar": tar_name,
         "samples": [s.meta for s in samples],
         "rejects": rejects,
+        "key": key.data if key else None,
+        "key_sha256": key.sha256 if key else None,
     }
     atomic_write_text(stem.with_suffix(".json"), json.dumps(record, ensure_ascii=False, indent=1))
     return UnitResult(sources, record["samples"], rejects, sums, tar_name)
 
 
-def load_unit(out: Path, rank: int, k: int, sources: list[str]) -> UnitResult | None:
-    """A finished unit covering exactly `sources`, or None (absent, partial, or for other clips)."""
-    stem = unit_stem(out, rank, k)
-    marker, cond_path = stem.with_suffix(".json"), stem.with_suffix(".cond.safetensors")
-    if not marker.is_file() or not cond_path.is_file():
-        return None
+def _read_record(marker: Path) -> dict | None:
     try:
         record = json.loads(marker.read_text())
-    except json.JSONDecodeError:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if record.get("sources") != sources:
-        return None
-    if record.get("tar") and not (out / record["tar"]).is_file():
-        return None
+    return record if isinstance(record, dict) else None
+
+
+def _read_sums(cond_path: Path) -> ConditioningSums:
     with safe_open(str(cond_path), framework="pt") as fh:
         count = int((fh.metadata() or {}).get("count", "0"))
-        sums = ConditioningSums(fh.get_tensor("spk"), fh.get_tensor("emo"), count)
-    return UnitResult(sources, record["samples"], record["rejects"], sums, record.get("tar"), reused=True)
+        return ConditioningSums(fh.get_tensor("spk"), fh.get_tensor("emo"), count)
+
+
+def find_unit(
+    out: Path, rank: int, k: int, sources: list[str], key: UnitKey | None = None
+) -> tuple[UnitResult | None, str | None]:
+    """(the finished unit, None) when it can be reused, else (None, why it cannot).
+
+    With `key`, the record's stored key must equal it (`unit_key.stale_reasons` names what
+    differs); without, only the list of clips is checked (what the building-block tests use).
+    """
+    stem = unit_stem(out, rank, k)
+    marker, cond_path = stem.with_suffix(".json"), stem.with_suffix(".cond.safetensors")
+    if not marker.is_file():
+        return None, "no record"
+    record = _read_record(marker)
+    if record is None:
+        return None, "unreadable record"
+    if record.get("sources") != sources:
+        return None, "clips changed"
+    reasons = stale_reasons(record.get("key"), key) if key is not None else []
+    if reasons:
+        return None, ", ".join(reasons)
+    if not cond_path.is_file() or (record.get("tar") and not (out / record["tar"]).is_file()):
+        return None, "files missing"
+    unit = UnitResult(
+        sources, record["samples"], record["rejects"], _read_sums(cond_path), record.get("tar"), reused=True
+    )
+    return unit, None
+
+
+def load_unit(
+    out: Path, rank: int, k: int, sources: list[str], key: UnitKey | None = None
+) -> UnitResult | None:
+    """A finished unit covering exactly `sources` (and matching `key`), or None: see `find_unit`."""
+    return find_unit(out, rank, k, sources, key)[0]
 
 
 def _every_shard(src):

@@ -36,6 +36,7 @@ from torch import nn
 from indextts_dist.audio import ClipRejected, load_audio
 from indextts_dist.codec import build_codec, load_codec
 from indextts_dist.features import SemanticFeatures
+from indextts_dist.inference.placement import to_host
 from indextts_dist.model.checkpoint import CheckpointError
 from indextts_dist.speech.bigvgan import BIGVGAN_TINY, BigVGAN, BigVGANConfig, build_bigvgan, load_bigvgan
 from indextts_dist.speech.campplus import CAMPPLUS_TINY, CAMPPlus, build_campplus, load_campplus
@@ -71,7 +72,8 @@ _FORMAT = "indextts-speaker-embeddings-v1"
 
 @dataclass(frozen=True)
 class SpeakerEmbeddings:
-    """style [S], ref_mel [80, T_ref], prompt_condition [T_ref, C] (float32, CPU)."""
+    """style [S], ref_mel [80, T_ref], prompt_condition [T_ref, C] (float32 on the host as stored;
+    `to` puts them beside a second stage that was moved)."""
 
     style: torch.Tensor
     ref_mel: torch.Tensor
@@ -79,6 +81,12 @@ class SpeakerEmbeddings:
 
     def __post_init__(self) -> None:
         _validate(self.style, self.ref_mel, self.prompt_condition, "speaker embeddings")
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> SpeakerEmbeddings:
+        """The same embeddings on `device` in `dtype` (the second stage's placement)."""
+        return SpeakerEmbeddings(
+            *(t.to(device=device, dtype=dtype) for t in (self.style, self.ref_mel, self.prompt_condition))
+        )
 
 
 def _validate(style: torch.Tensor, ref_mel: torch.Tensor, prompt: torch.Tensor, source: str) -> None:
@@ -132,7 +140,12 @@ def load_speaker_embeddings(
 
 
 class SecondStage:
-    """Codec quantizer + w2v-BERT features + S2Mel + CAMPPlus + BigVGAN, in eval mode on CPU."""
+    """Codec quantizer + w2v-BERT features + S2Mel + CAMPPlus + BigVGAN, in eval mode.
+
+    Built on the host in float32; `to(device, dtype)` moves the codec, S2Mel, CAMPPlus and BigVGAN
+    together (the w2v-BERT features, used only to compute speaker embeddings, stay where they are and
+    hand their output over), and every tensor made while rendering follows `self.device/dtype`.
+    """
 
     def __init__(
         self,
@@ -158,6 +171,39 @@ class SecondStage:
                 f"BigVGAN is a {bigvgan.config.sampling_rate} Hz vocoder; S2Mel's mels are "
                 f"{OUTPUT_SAMPLE_RATE} Hz (use bigvgan_v2_22khz_80band_256x)"
             )
+
+    # ------------------------------------------------------------------ placement
+    def _modules(self) -> tuple[nn.Module, ...]:
+        return (self.codec, self.s2mel, self.campplus, self.bigvgan)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> SecondStage:
+        """Move the rendering modules (and CAMPPlus) to `device` in `dtype`; returns self."""
+        for module in self._modules():
+            module.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.s2mel.gpt_layer[0].weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.s2mel.gpt_layer[0].weight.dtype
+
+    def _precision(self) -> torch.autocast:
+        """Full precision: autocast off, every op in float32 as the reference does. Half precision:
+        autocast in the stage's dtype, because S2Mel keeps float32 islands on purpose (RoPE, the
+        timestep embedding's sinusoids, the length regulator's index math) and autocast is what
+        lets their float32 outputs meet half-precision layers (matmuls and convolutions run in the
+        stage's dtype, reductions autocast keeps in float32)."""
+        half = torch.finfo(self.dtype).bits < 32
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype, enabled=half)
+
+    def _place(self, t: torch.Tensor) -> torch.Tensor:
+        """An input on this stage's device, floating ones in its dtype."""
+        if t.is_floating_point():
+            return t.to(device=self.device, dtype=self.dtype)
+        return t.to(device=self.device)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -221,14 +267,16 @@ class SecondStage:
     @torch.no_grad()
     def _style(self, wav_16k: torch.Tensor) -> torch.Tensor:
         fbank = kaldi_fbank(wav_16k)
-        return self.campplus((fbank - fbank.mean(dim=0, keepdim=True))[None])[0]
+        with self._precision():
+            return self.campplus(self._place(fbank - fbank.mean(dim=0, keepdim=True))[None])[0]
 
     @torch.no_grad()
     def _reference(self, wav_22k: torch.Tensor, wav_16k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ref_mel = log_mel(wav_22k[None])  # [1, 80, T_ref]
         feats = self.features(wav_16k.numpy())  # [N_ref, 1024]
-        _, s_ref = self.codec.quantize(feats[None].float())  # [1, N_ref, 1024]
-        prompt = self.s2mel.prompt_condition(s_ref, ref_mel.shape[-1])  # [1, T_ref, C]
+        with self._precision():
+            _, s_ref = self.codec.quantize(self._place(feats[None]))  # [1, N_ref, 1024]
+            prompt = self.s2mel.prompt_condition(s_ref, ref_mel.shape[-1])  # [1, T_ref, C]
         return ref_mel[0], prompt[0]
 
     @torch.no_grad()
@@ -258,9 +306,7 @@ class SecondStage:
             _, wav, wav16 = longest
         ref_mel, prompt = self._reference(wav, wav16)
         style = torch.stack(styles).mean(dim=0)
-        return SpeakerEmbeddings(
-            style.float().contiguous(), ref_mel.float().contiguous(), prompt.float().contiguous()
-        )
+        return SpeakerEmbeddings(*(to_host(t).contiguous() for t in (style, ref_mel, prompt)))
 
     # ------------------------------------------------------------------ generation side
     @torch.no_grad()
@@ -291,15 +337,17 @@ class SecondStage:
             raise ValueError(
                 f"prompt_condition width {emb.prompt_condition.shape[1]} != {self.s2mel.cfg.lr_channels}"
             )
-        with torch.autocast(device_type="cpu", enabled=False):
-            content = codes_to_content(self.codec, codes.long()[None])  # [1, N, 1024]
-            cond = self.s2mel.generated_condition(content.float(), gpt_latents.float()[None])
-            mu = torch.cat([emb.prompt_condition.float()[None], cond], dim=1)
-            generator = torch.Generator().manual_seed(seed)
+        # The CFM noise is drawn in float32 by a generator on the stage's device and rounded to its
+        # dtype, so a half-precision render starts from the float32 render's noise, rounded.
+        with self._precision():
+            content = codes_to_content(self.codec, self._place(codes.long())[None])  # [1, N, 1024]
+            cond = self.s2mel.generated_condition(self._place(content), self._place(gpt_latents)[None])
+            mu = torch.cat([self._place(emb.prompt_condition)[None], cond], dim=1)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
             mel_full = self.s2mel.cfm.inference(
                 mu,
-                emb.ref_mel.float()[None],
-                emb.style.float()[None],
+                self._place(emb.ref_mel)[None],
+                self._place(emb.style)[None],
                 n_timesteps=steps,
                 cfg_rate=cfg_rate,
                 generator=generator,
@@ -317,9 +365,10 @@ class SecondStage:
         cfg_rate: float = DEFAULT_CFG_RATE,
         seed: int = 0,
     ) -> torch.Tensor:
-        """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1]."""
+        """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1], on this stage's device."""
         mel = self.mel(codes, gpt_latents, emb, steps=steps, cfg_rate=cfg_rate, seed=seed)
-        wav = self.bigvgan(mel.float())[0, 0]
+        with self._precision():
+            wav = self.bigvgan(self._place(mel))[0, 0]
         expected = int(target_lengths(int(codes.shape[0]))) * 256
         if wav.shape[0] != expected:  # pragma: no cover - guaranteed by the 256x vocoder
             raise RuntimeError(f"vocoder produced {wav.shape[0]} samples, expected {expected}")

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..conditioning import GlobalConditioning, load_conditioning
 from ..generate.text_to_codes import CodeGenerator
+from ..inference.placement import Placement, resolve_placement
 from ..lora import load_merged
 from ..model import TINY_LABEL, GPTConfig, UnifiedVoice, build_model, file_sha256
 from ..model import base_fingerprint as fingerprint_of_base
@@ -39,6 +40,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MANIFEST",
+    "PYFUNC_MODEL_CONFIG",
     "WEIGHTS_DIR_ENV",
     "PackageError",
     "PatternModel",
@@ -53,6 +55,11 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS_DIR_ENV = "INDEXTTS_WEIGHTS_DIR"
 """Folder holding the official `gpt.pth` when `load_package` is not given `weights_dir`."""
+
+PYFUNC_MODEL_CONFIG: dict[str, str] = {"device": "", "dtype": "float32"}
+"""The `model_config` the pyfunc must be logged with. MLflow lets `load_model(uri, model_config=...)`
+override only the keys a logged model declares (it drops the others with a warning), so these two
+keys are what makes `--device/--dtype` reachable from MLflow. "" = the default device."""
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 CONDITIONING_FILE = "global_conditioning.safetensors"
@@ -76,6 +83,8 @@ class PatternModel:
     manifest: dict[str, Any]
     generator: CodeGenerator
     path: Path
+    placement: Placement
+    """Where `model` (and the generator's prefix) live; the second stage goes to the same place."""
 
     @property
     def label(self) -> str | None:
@@ -101,8 +110,12 @@ def package_model(
     reference_clips: list[Path],
     dataset_info: dict[str, Any] | None,
     speaker_embeddings: str | Path | None = None,
+    dataset_info_path: str | Path | None = None,
 ) -> Path:
-    """Validate the inputs, then write the package folder atomically; returns `out_dir`."""
+    """Validate the inputs, then write the package folder atomically; returns `out_dir`.
+
+    `dataset_info_path` only names the dataset in errors (default: `dataset_info.json` beside the
+    conditioning, where preprocess writes both)."""
     out_dir = Path(out_dir)
     adapter_dir = Path(adapter_dir)
     for name in ADAPTER_FILES:
@@ -117,6 +130,8 @@ def package_model(
             f"the adapter's base is {base_fingerprint}"
         )
     tokenizer = TextTokenizer(tokenizer_path)
+    info_path = Path(dataset_info_path or Path(conditioning_path).with_name("dataset_info.json"))
+    _check_tokenizer(tokenizer, Path(tokenizer_path), dataset_info, info_path)
     if tokenizer.vocab_size > gpt_config.number_text_tokens:
         raise PackageError(
             f"{tokenizer_path}: tokenizer has {tokenizer.vocab_size} pieces, "
@@ -169,6 +184,22 @@ def package_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _check_tokenizer(
+    tokenizer: TextTokenizer, path: Path, dataset_info: dict[str, Any] | None, info_path: Path
+) -> None:
+    """The packaged bpe.model must be the one the dataset's text ids were made with: another one
+    maps the same ids to other pieces, so the adapter would be conditioned on text it never saw.
+    A dataset_info without a tokenizer fingerprint (older datasets) has nothing to compare with."""
+    fingerprints = (dataset_info or {}).get("fingerprints") or {}
+    want = fingerprints.get("tokenizer") if isinstance(fingerprints, dict) else None
+    if want and want != tokenizer.sha256:
+        raise PackageError(
+            f"{path}: tokenizer (sha256 {tokenizer.sha256[:12]}…) is not the one the dataset was "
+            f"preprocessed with ({info_path}: fingerprints.tokenizer {str(want)[:12]}…); package "
+            "the dataset's own bpe.model"
+        )
 
 
 def _lora_settings(config_path: Path) -> dict[str, Any]:
@@ -264,9 +295,18 @@ def verify_package(package_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_package(package_dir: str | Path, weights_dir: str | Path | None = None) -> PatternModel:
+def load_package(
+    package_dir: str | Path,
+    weights_dir: str | Path | None = None,
+    placement: Placement | None = None,
+) -> PatternModel:
     """Base from the manifest's preset (tiny: from its seed; official-v2: `weights_dir/gpt.pth`, or
-    `$INDEXTTS_WEIGHTS_DIR`), checked against the recorded fingerprint, with the adapter merged."""
+    `$INDEXTTS_WEIGHTS_DIR`), checked against the recorded fingerprint, with the adapter merged.
+
+    The adapter is merged in float32 on the host (one rounding of base + update, not two), then the
+    merged model is moved to `placement` (default: `resolve_placement()`, i.e. CUDA when present,
+    float32)."""
+    placement = placement or resolve_placement()
     root = Path(package_dir)
     manifest = verify_package(root)
     preset = manifest["preset"]
@@ -284,11 +324,11 @@ def load_package(package_dir: str | Path, weights_dir: str | Path | None = None)
         raise PackageError(
             f"{root / 'adapter'}: adapter does not fit the base model ({_first_line(exc)})"
         ) from None
-    model.eval()
+    placement.module(model.eval())
     tokenizer = TextTokenizer(root / TOKENIZER_FILE)
     conditioning = load_conditioning(root / CONDITIONING_FILE, config)
     generator = CodeGenerator(model, tokenizer, conditioning)
-    return PatternModel(model, tokenizer, conditioning, manifest, generator, root)
+    return PatternModel(model, tokenizer, conditioning, manifest, generator, root, placement)
 
 
 def _weights_file(preset: str, weights_dir: str | Path | None) -> Path | None:

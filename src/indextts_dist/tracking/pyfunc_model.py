@@ -7,6 +7,12 @@ runs the file by path, not as part of the package.
 
     model.predict(["Hello there.", "[UH] well"], params={"seed": 0, "max_new_tokens": 200})
     -> [[code, ...], [code, ...]]     (semantic codes per text, without the stop code)
+
+Where it runs is the loader's choice, through MLflow's model config (same names and defaults as
+`indextts-dist infer --device/--dtype`: CUDA when present, float32); the model must have been logged
+with `model_config=PYFUNC_MODEL_CONFIG`, or MLflow drops the keys:
+
+    mlflow.pyfunc.load_model(uri, model_config={"device": "cuda:1", "dtype": "bfloat16"})
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from typing import Any
 import mlflow
 
 from indextts_dist.generate import DecodingConfig
-from indextts_dist.tracking.package import PatternModel, load_package
+from indextts_dist.inference.placement import Placement, resolve_placement
+from indextts_dist.tracking.package import PYFUNC_MODEL_CONFIG, PatternModel, load_package
 
-__all__ = ["PatternCodesModel", "decoding_from_params", "texts_from_input"]
+__all__ = ["PatternCodesModel", "decoding_from_params", "placement_from_config", "texts_from_input"]
+
+PLACEMENT_KEYS = tuple(PYFUNC_MODEL_CONFIG)
 
 
 def texts_from_input(model_input: Any) -> list[str]:
@@ -53,6 +62,13 @@ def decoding_from_params(params: Mapping[str, Any] | None) -> DecodingConfig:
     return DecodingConfig(**values)
 
 
+def placement_from_config(model_config: Mapping[str, Any] | None) -> Placement:
+    """`model_config` entries `device` and `dtype` (both optional) -> the checked placement."""
+    config = dict(model_config or {})
+    device, dtype = (str(config[k]) if config.get(k) not in (None, "") else None for k in PLACEMENT_KEYS)
+    return resolve_placement(device, dtype)
+
+
 class PatternCodesModel(mlflow.pyfunc.PythonModel):
     """Text -> semantic codes with the adapter, the global conditioning and the tokenizer it was
     trained with."""
@@ -61,7 +77,8 @@ class PatternCodesModel(mlflow.pyfunc.PythonModel):
         self.package: PatternModel | None = None
 
     def load_context(self, context: Any) -> None:
-        self.package = load_package(context.artifacts["package"])
+        placement = placement_from_config(getattr(context, "model_config", None))
+        self.package = load_package(context.artifacts["package"], placement=placement)
 
     # `model_input` is deliberately unannotated: mlflow 3.17 turns any annotation on it into an
     # inferred signature that REPLACES the logged one, and that one has no params schema, so every

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from ..errors import UserError
 from ..generate import DecodingConfig
 from .metrics import first_line, is_transient_error, mlflow_http_limits
-from .package import PackageError, installed_version, verify_package
+from .package import PYFUNC_MODEL_CONFIG, PackageError, installed_version, verify_package
 
 __all__ = [
     "PYFUNC_MODEL_FILE",
@@ -166,6 +166,7 @@ def register_package(
                 artifacts={"package": str(package_dir)},
                 pip_requirements=[f"indextts-dist=={installed_version()}"],
                 signature=model_signature(),
+                model_config=dict(PYFUNC_MODEL_CONFIG),  # declared, so load_model may override them
                 metadata={"indextts_dist": summary},
             )
         return logged.model_id
