@@ -143,8 +143,12 @@ def test_killed_run_resumes_with_the_same_losses(deepspeed_run, tmp_path):
         assert abs(loss - reference[step]) <= 1e-5, (step, loss, reference[step])
 
 
-def test_sigterm_saves_a_checkpoint_exits_zero_and_the_restart_resumes(data, tmp_path):
-    args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "3", *FAST]
+def test_sigterm_saves_a_checkpoint_exits_zero_and_the_restart_resumes(data, tmp_path, mlflow_server):
+    """...and continues the same MLflow run (an evicted pod's replacement does not open a new one)."""
+    from mlflow.tracking import MlflowClient
+
+    tracking = ["--mlflow-uri", mlflow_server.uri, "--experiment", "sigterm-resume"]
+    args = ["--data", str(data), "--out", str(tmp_path), "--epochs", "3", *FAST, *tracking]
     proc = launch(args, engine="single", background=True)
     seen = ""
     while True:
@@ -160,7 +164,14 @@ def test_sigterm_saves_a_checkpoint_exits_zero_and_the_restart_resumes(data, tmp
     res = launch([*args, "--resume"], engine="single")
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"resumed from {tmp_path / 'checkpoints'}/step-{saved[1]}" in res.stderr
-    assert max(step_losses(res.stderr)) > int(saved[1])
+    resumed = step_losses(res.stderr)
+    assert min(resumed) == int(saved[1]) + 1
+    client = MlflowClient(mlflow_server.uri)
+    experiment = client.get_experiment_by_name("sigterm-resume")
+    (run,) = client.search_runs([experiment.experiment_id])  # one run for the whole job
+    assert run.info.status == "FINISHED"
+    logged = {m.step for m in client.get_metric_history(run.info.run_id, "loss")}
+    assert logged == set(range(1, max(resumed) + 1))  # before the eviction and after it
 
 
 @pytest.mark.parametrize("engine", ["single", "deepspeed"])

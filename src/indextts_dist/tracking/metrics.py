@@ -136,14 +136,18 @@ class MetricsLogger:
         self._next_try = 0.0
         self._finished = False
         self._client: Any = None
+        self._reopen = False
 
     # -- public API ----------------------------------------------------------------------------
 
-    def start(self, params: Mapping[str, Any] | None = None) -> str | None:
-        """Create the run and log `params`. Returns the run id, or None when disabled or when the
-        server is unreachable (the run is then created on a later successful call; see `run_id`)."""
+    def start(self, params: Mapping[str, Any] | None = None, run_id: str | None = None) -> str | None:
+        """Create the run (or, given `run_id`, continue that one: a resumed job keeps one run) and
+        log `params`. Returns the run id, or None when disabled or when the server is unreachable
+        (the run is then created on a later successful call; see `run_id`)."""
         if not self.enabled:
             return None
+        self.run_id = run_id
+        self._reopen = run_id is not None
         self._params.update(flatten_params(params or {}))
         self._attempt(force=True)
         return self.run_id
@@ -227,6 +231,10 @@ class MetricsLogger:
 
     def _ensure_run(self) -> None:
         if self.run_id is not None:
+            if self._reopen:  # a resumed job: the run it started was closed as KILLED or FAILED
+                self._stage = "run"
+                self._get_client().update_run(self.run_id, status="RUNNING")
+                self._reopen = False
             return
         self._stage = "run"
         client = self._get_client()

@@ -38,6 +38,8 @@ class TrainState:
     best_checkpoint: str | None = None
     epoch_end: bool = False
     val_history: list[dict] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+    """The MLflow run this job logs to: a resumed job (or an evicted pod's replacement) continues it."""
     layout: dict = field(default_factory=dict)
     """The data plan the step position refers to (`resume_check.run_layout`)."""
 

@@ -96,10 +96,10 @@ def run_training(opts: TrainOptions) -> TrainResult:
     metrics = MetricsLogger(
         track.mlflow_uri, track.experiment, opts.out.name, enabled=trainer.main and bool(track.mlflow_uri)
     )
-    metrics.start(opts.to_params())
-    trainer.metrics = metrics
     if opts.resume:
         trainer.resume()
+    metrics.start(opts.to_params(), run_id=trainer.state.mlflow_run_id)
+    trainer.metrics = metrics
     try:
         result = trainer.run()
     except BaseException:

@@ -233,6 +233,8 @@ class Trainer:
 
     def checkpoint(self, epoch_end: bool) -> Path:
         self.state.epoch_end = epoch_end
+        if self.metrics is not None and self.metrics.run_id is not None:
+            self.state.mlflow_run_id = self.metrics.run_id
         path = save_checkpoint(self.accelerator, self.ckpt_root, self.state, self.export)
         if self.main:
             best = {self.state.best_checkpoint} if self.state.best_checkpoint else set()
