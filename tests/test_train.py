@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 from train_support import FAST, REPO, STEP, adapter_digests, free_port, launch, make_data, step_losses
 
+from indextts_dist.dataset import load_manifest
 from indextts_dist.tracking import LocalMlflowServer, load_package
-from indextts_dist.train.dataset import load_manifest
 from indextts_dist.train.stream import PlanStream
 
 pytestmark = pytest.mark.slow

@@ -15,9 +15,9 @@ import pytest
 import torch
 from train_support import FAST, REPO, launch, make_data, step_losses
 
+from indextts_dist.dataset import load_manifest
 from indextts_dist.tracking import LocalMlflowServer
 from indextts_dist.train import OptimSettings, TrainOptions
-from indextts_dist.train.dataset import load_manifest
 from indextts_dist.train.loop import Trainer, _Eviction
 from indextts_dist.train.schedule import learning_rate_at
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conditioning import ConditioningError, load_conditioning
+from ..dataset.layout import DATASET_VERSION
 from ..generate import DecodingConfig
 from ..generate.text_to_codes import CodeGenerator
 from ..model import CheckpointError, GPTConfig, build_model, file_sha256
@@ -34,9 +35,6 @@ from .diagnose_table import format_table
 from .placement import Placement, resolve_placement
 
 __all__ = ["DATASET_VERSION", "check_conditioning", "check_dataset", "diagnose", "format_table"]
-
-DATASET_VERSION = "v2_pattern_conditioned"
-"""`preprocess.dataset_info.DATASET_VERSION`, restated so that diagnosing does not import the pipeline."""
 
 
 def diagnose(

@@ -12,13 +12,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ..dataset import CONDITIONING_FILE, DATASET_VERSION, INFO_FILE, REJECTS_FILE, TRANSCRIPTS_FILE
 from ..utils.atomic import atomic_write_text
 from .shards import UnitResult
 from .transcripts import transcripts_csv
 
 __all__ = ["DATASET_VERSION", "validation_split", "write_summary_files"]
-
-DATASET_VERSION = "v2_pattern_conditioned"
 
 
 def validation_split(keys: list[str], fraction: float, seed: int) -> list[str]:
@@ -58,7 +57,7 @@ def write_summary_files(
     info = {
         "version": DATASET_VERSION,
         "preset": preset,
-        "conditioning": "global_conditioning.safetensors",
+        "conditioning": CONDITIONING_FILE,
         "counts": {
             "inputs": total_inputs,
             "accepted": len(samples),
@@ -93,10 +92,8 @@ def write_summary_files(
             s["source"] for s in sorted(samples, key=lambda s: (-s["duration_s"], s["source"]))[:3]
         ],
     }
-    atomic_write_text(out / "dataset_info.json", json.dumps(info, indent=1, ensure_ascii=False))
-    atomic_write_text(
-        out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
-    )
+    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1, ensure_ascii=False))
+    atomic_write_text(out / REJECTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))
     rows = sorted((s["source"], s["text"]) for s in samples)
-    atomic_write_text(out / "transcripts_verbatim.csv", transcripts_csv(rows))
+    atomic_write_text(out / TRANSCRIPTS_FILE, transcripts_csv(rows))
     return info

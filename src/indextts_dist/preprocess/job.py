@@ -26,10 +26,11 @@ from tqdm import tqdm
 from ..audio import ClipRejected
 from ..audio.decode import display_path
 from ..conditioning import GlobalConditioning, save_conditioning
+from ..dataset import CONDITIONING_FILE, DATASET_VERSION
 from ..distributed import World, init_world, reduction_device
 from .clip import StageTimer, process_clip
 from .components import Components, load_components
-from .dataset_info import DATASET_VERSION, write_summary_files
+from .dataset_info import write_summary_files
 from .listing import ListedClip, deal, list_clips
 from .options import PreprocessOptions
 from .shards import ConditioningSums, UnitResult, find_unit, write_unit
@@ -200,7 +201,7 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     }
     save_conditioning(
         GlobalConditioning(mean_spk.float(), mean_emo.float(), metadata),
-        opts.out / "global_conditioning.safetensors",
+        opts.out / CONDITIONING_FILE,
     )
     info["elapsed_s"] = round(time.perf_counter() - started, 2)
     return info

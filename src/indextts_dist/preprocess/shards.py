@@ -13,16 +13,14 @@ no marker that could pass for finished work), and each file is replaced by renam
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import webdataset as wds
 from safetensors import safe_open
 from safetensors.torch import save
 
+from ..dataset import iter_tar_samples, read_tar_samples, unit_stem, write_tar
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 from .clip import ProcessedClip
 from .unit_key import UnitKey, stale_reasons
@@ -37,10 +35,6 @@ __all__ = [
     "unit_stem",
     "write_unit",
 ]
-
-
-def unit_stem(out: Path, rank: int, k: int) -> Path:
-    return out / f"shard-{rank:03d}-{k:05d}"
 
 
 @dataclass
@@ -82,20 +76,7 @@ class UnitResult:
 
 
 def _write_tar(tar_path: Path, samples: list[ProcessedClip]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{tar_path.name}.", suffix=".tmp", dir=tar_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer = wds.TarWriter(fh)
-            for s in samples:
-                writer.write(
-                    {"__key__": s.key, "text_ids.npy": s.text_ids, "codes.npy": s.codes, "json": s.meta}
-                )
-            writer.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, tar_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_tar(tar_path, ((s.key, s.text_ids, s.codes, s.meta) for s in samples))
 
 
 def write_unit(
@@ -179,24 +160,3 @@ def load_unit(
 ) -> UnitResult | None:
     """A finished unit covering exactly `sources` (and matching `key`), or None: see `find_unit`."""
     return find_unit(out, rank, k, sources, key)[0]
-
-
-def _every_shard(src):
-    """Splitting is done by the caller (one shard per call): take what is given on every rank."""
-    yield from src
-
-
-def iter_tar_samples(path: Path | str):
-    """Decoded samples of one shard, in file order: `__key__`, `text_ids.npy`, `codes.npy`, `json`."""
-    dataset = wds.WebDataset(
-        str(path),
-        shardshuffle=False,
-        nodesplitter=_every_shard,
-        workersplitter=_every_shard,
-        empty_check=False,
-    )
-    yield from dataset.decode()
-
-
-def read_tar_samples(path: Path) -> list[dict]:
-    return list(iter_tar_samples(path))

@@ -9,8 +9,10 @@ from .report import ReferenceError, ReferenceFile
 
 __all__ = ["CODEC_ATOL", "recompute_codec"]
 
-CODEC_ATOL = 1e-5
-"""Float tolerance; a faithful float32 re-implementation lands around 1e-6 on the tiny reference."""
+CODEC_ATOL = 5e-5
+"""Float tolerance. A faithful float32 re-implementation lands around 1e-6 to 1.1e-5 on the tiny
+reference, depending on the CPU's kernels (1.1e-5 for `encoder_out` on an AVX2-only AMD EPYC);
+REFERENCE_CODEC.md puts the smallest margin that could flip a code at 3.0e-4, far above this."""
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conditioning import GlobalConditioning, load_conditioning
+from ..dataset.layout import CONDITIONING_FILE, INFO_FILE
 from ..generate.text_to_codes import CodeGenerator
 from ..inference.placement import Placement, resolve_placement
 from ..lora import load_merged
@@ -62,7 +63,6 @@ override only the keys a logged model declares (it drops the others with a warni
 keys are what makes `--device/--dtype` reachable from MLflow. "" = the default device."""
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-CONDITIONING_FILE = "global_conditioning.safetensors"
 TOKENIZER_FILE = "tokenizer/bpe.model"
 CONFIG_FILE = "gpt_config.json"
 SPEAKER_EMBEDDINGS_FILE = "speaker_embeddings.safetensors"
@@ -130,7 +130,7 @@ def package_model(
             f"the adapter's base is {base_fingerprint}"
         )
     tokenizer = TextTokenizer(tokenizer_path)
-    info_path = Path(dataset_info_path or Path(conditioning_path).with_name("dataset_info.json"))
+    info_path = Path(dataset_info_path or Path(conditioning_path).with_name(INFO_FILE))
     _check_tokenizer(tokenizer, Path(tokenizer_path), dataset_info, info_path)
     if tokenizer.vocab_size > gpt_config.number_text_tokens:
         raise PackageError(

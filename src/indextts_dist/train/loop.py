@@ -26,12 +26,12 @@ from accelerate.utils import DistributedType, gather_object, set_seed
 from torch import nn
 
 from ..conditioning import load_conditioning
+from ..dataset import DatasetError, DatasetManifest, load_manifest
 from ..lora import apply_lora
 from ..model import base_fingerprint, build_model, preset
 from ..model.unified_voice import UnifiedVoice
 from .batching import Batch
 from .checkpoints import TrainState, latest_checkpoint, prune_checkpoints, read_state, save_checkpoint
-from .dataset import DatasetError, DatasetManifest, load_manifest
 from .engine import describe, make_accelerator, zero_stage
 from .epoch_plan import micro_batches_per_rank
 from .export import adapter_exporter

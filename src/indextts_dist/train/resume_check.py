@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .dataset import DatasetError, DatasetManifest
+from ..dataset import DatasetError, DatasetManifest
 from .options import TrainOptions
 
 __all__ = ["ResumeMismatch", "check_resumable", "run_layout"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..preprocess.shards import iter_tar_samples
+from ..dataset import iter_tar_samples
 from .batching import Batch, collate
 from .epoch_plan import PlannedBatch, PlannedSample, epoch_plan
 

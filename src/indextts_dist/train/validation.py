@@ -10,9 +10,8 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from ..preprocess.shards import iter_tar_samples
+from ..dataset import DatasetManifest, iter_tar_samples
 from .batching import collate, cut_batches
-from .dataset import DatasetManifest
 from .options import TrainOptions
 
 __all__ = ["validation_loss"]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..preprocess.dataset_info import DATASET_VERSION
+from .layout import CONDITIONING_FILE, DATASET_VERSION, INFO_FILE, UNIT_RECORD_GLOB
 
 __all__ = ["DatasetError", "DatasetManifest", "SampleMeta", "load_manifest"]
 
@@ -48,12 +48,12 @@ class DatasetManifest:
 
     @property
     def conditioning_path(self) -> Path:
-        return self.root / self.info.get("conditioning", "global_conditioning.safetensors")
+        return self.root / self.info.get("conditioning", CONDITIONING_FILE)
 
 
 def load_manifest(root: str | Path) -> DatasetManifest:
     root = Path(root)
-    info_path = root / "dataset_info.json"
+    info_path = root / INFO_FILE
     if not info_path.is_file():
         raise DatasetError(f"{info_path}: not found; run the preprocess job on your clips first")
     info = json.loads(info_path.read_text())
@@ -65,7 +65,7 @@ def load_manifest(root: str | Path) -> DatasetManifest:
     shards = [root / s["file"] for s in info.get("shards", [])]
     by_shard = {p.name: p for p in shards}
     samples = []
-    for record_path in sorted(root.glob("shard-*.json")):
+    for record_path in sorted(root.glob(UNIT_RECORD_GLOB)):
         record = json.loads(record_path.read_text())
         shard = by_shard.get(record.get("tar") or "")
         if shard is None:
@@ -78,7 +78,7 @@ def load_manifest(root: str | Path) -> DatasetManifest:
             )
     missing = [p for p in shards if not p.is_file()]
     if missing:
-        raise DatasetError(f"{missing[0]}: shard listed in dataset_info.json is missing")
+        raise DatasetError(f"{missing[0]}: shard listed in {INFO_FILE} is missing")
     if not samples:
         raise DatasetError(f"{root}: no training samples (dataset_info lists {len(shards)} shards)")
     val = frozenset(info.get("splits", {}).get("val", []))

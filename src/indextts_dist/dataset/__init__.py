@@ -1,0 +1,32 @@
+"""The contract between preprocess and train: the dataset folder's names, its sample schema, the
+shard reader and writer, and the manifest a trainer derives from the folder. preprocess writes
+through this package and train reads through it; neither imports the other."""
+
+from .layout import (
+    CONDITIONING_FILE,
+    DATASET_VERSION,
+    INFO_FILE,
+    REJECTS_FILE,
+    TRANSCRIPTS_FILE,
+    UNIT_RECORD_GLOB,
+    unit_stem,
+)
+from .manifest import DatasetError, DatasetManifest, SampleMeta, load_manifest
+from .tar_io import iter_tar_samples, read_tar_samples, write_tar
+
+__all__ = [
+    "CONDITIONING_FILE",
+    "DATASET_VERSION",
+    "INFO_FILE",
+    "REJECTS_FILE",
+    "TRANSCRIPTS_FILE",
+    "UNIT_RECORD_GLOB",
+    "DatasetError",
+    "DatasetManifest",
+    "SampleMeta",
+    "iter_tar_samples",
+    "load_manifest",
+    "read_tar_samples",
+    "unit_stem",
+    "write_tar",
+]

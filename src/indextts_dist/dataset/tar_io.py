@@ -1,0 +1,54 @@
+"""Shard tars: the sample schema on disk, one writer (preprocess) and one reader (train).
+
+A sample is `__key__` (the clip's id), `text_ids.npy` (BPE ids, int), `codes.npy` (semantic codes,
+int) and `json` (its metadata record). Tars are written under a temp name and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+
+__all__ = ["iter_tar_samples", "read_tar_samples", "write_tar"]
+
+
+def write_tar(tar_path: Path, samples: Iterable[tuple[str, np.ndarray, np.ndarray, dict]]) -> None:
+    """(key, text_ids, codes, meta) per sample into `tar_path`, atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{tar_path.name}.", suffix=".tmp", dir=tar_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer = wds.TarWriter(fh)
+            for key, text_ids, codes, meta in samples:
+                writer.write({"__key__": key, "text_ids.npy": text_ids, "codes.npy": codes, "json": meta})
+            writer.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, tar_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _every_shard(src):
+    """Splitting is done by the caller (one shard per call): take what is given on every rank."""
+    yield from src
+
+
+def iter_tar_samples(path: Path | str) -> Iterator[dict]:
+    """Decoded samples of one shard, in file order: `__key__`, `text_ids.npy`, `codes.npy`, `json`."""
+    dataset = wds.WebDataset(
+        str(path),
+        shardshuffle=False,
+        nodesplitter=_every_shard,
+        workersplitter=_every_shard,
+        empty_check=False,
+    )
+    yield from dataset.decode()
+
+
+def read_tar_samples(path: Path) -> list[dict]:
+    return list(iter_tar_samples(path))
