@@ -1,6 +1,6 @@
 """Stage 2: LoRA on the GPT stage with the global conditioning, under Accelerate (DeepSpeed or DDP).
 
-The job itself is `indextts_dist.train.loop.train` (imported lazily by the CLI).
+The job itself is `indextts_dist.train.job.run_training` (imported lazily by the CLI).
 """
 
 from .options import OptimSettings, TrackingSettings, TrainOptions

@@ -43,7 +43,7 @@ from .schedule import learning_rate_at
 from .stream import PlanStream
 from .validation import validation_loss
 
-__all__ = ["PatternTrainModel", "TrainResult", "train"]
+__all__ = ["PatternTrainModel", "TrainResult", "Trainer"]
 
 
 class PatternTrainModel(nn.Module):
@@ -424,11 +424,3 @@ class Trainer:
 
     def result(self, stopped: bool) -> TrainResult:
         return TrainResult(self.state, self.ckpt_root, self.fingerprint, self.losses, self.main, stopped)
-
-
-def train(opts: TrainOptions, metrics=None) -> TrainResult:
-    """Run (or resume, with `opts.resume`) training; `metrics` is a MetricsLogger or None."""
-    trainer = Trainer(opts, metrics)
-    if opts.resume:
-        trainer.resume()
-    return trainer.run()
