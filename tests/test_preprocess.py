@@ -59,7 +59,9 @@ def run_torchrun(audio: Path, csv: Path, out: Path, nproc: int = 2) -> subproces
            "--master_port", str(free_port()), str(REPO / "preprocess" / "run.py"),
            "--audio-dir", str(audio), "--out", str(out), "--transcripts", str(csv),
            "--clips-per-shard", "3"]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # The ranks use the thread count of the one-process run they are compared with: on some CPUs
+    # Whisper's (CTranslate2) and torch's float results depend on it, which is no rank effect.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
