@@ -202,9 +202,11 @@ def test_known_short_breaks_become_pause(anchors):
 @pytest.mark.slow
 def test_fillers_are_found(anchors):
     # measured: tiny.en with the disfluent prompt writes the "uh" of clip 0 and the "hm" of clip 3
-    # (clip 2's leading "Um," is dropped); assert only that some fillers come through
+    # (clip 2's leading "Um," is dropped); on an AVX2-only CPU with 2 threads it writes only clip 0's
+    # "uh" (CTranslate2's floats depend on the CPU). Assert only that fillers come through at all;
+    # issue 13 adds acoustic filler detection for the ones Whisper drops.
     found = sum(tr.marker_counts[m] for _, tr in anchors for m in FILLERS)
-    assert found >= 2
+    assert found >= 1
     assert anchors[0][1].text.startswith("Well, [UH] I think")
     for _, tr in anchors:
         assert sum(tr.marker_counts.values()) == sum(tr.text.count(m) for m in PATTERN_MARKERS)
