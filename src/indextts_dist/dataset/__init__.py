@@ -2,31 +2,18 @@
 shard reader and writer, and the manifest a trainer derives from the folder. preprocess writes
 through this package and train reads through it; neither imports the other."""
 
-from .layout import (
-    CONDITIONING_FILE,
-    DATASET_VERSION,
-    INFO_FILE,
-    REJECTS_FILE,
-    TRANSCRIPTS_FILE,
-    UNIT_RECORD_GLOB,
-    unit_stem,
-)
+from . import layout
+from .layout import *  # noqa: F403  (the names of the folder: `layout.__all__`)
 from .manifest import DatasetError, DatasetManifest, SampleMeta, load_manifest
 from .tar_io import iter_tar_samples, read_tar_samples, write_tar
 
 __all__ = [
-    "CONDITIONING_FILE",
-    "DATASET_VERSION",
-    "INFO_FILE",
-    "REJECTS_FILE",
-    "TRANSCRIPTS_FILE",
-    "UNIT_RECORD_GLOB",
+    *layout.__all__,
     "DatasetError",
     "DatasetManifest",
     "SampleMeta",
     "iter_tar_samples",
     "load_manifest",
     "read_tar_samples",
-    "unit_stem",
     "write_tar",
 ]
