@@ -16,7 +16,6 @@ __all__ = [
     "PauseTruth",
     "load_corpus",
     "make_bad_inputs",
-    "marker_for_pause",
     "synthesize_corpus",
 ]
 

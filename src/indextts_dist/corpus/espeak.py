@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from indextts_dist.utils.atomic import atomic_write_text
+from ..pattern_markers import pause_marker
+from ..utils.atomic import atomic_write_text
 
 __all__ = [
     "BREAKS_MS",
@@ -41,7 +42,6 @@ __all__ = [
     "PauseTruth",
     "load_corpus",
     "make_bad_inputs",
-    "marker_for_pause",
     "synthesize_corpus",
 ]
 
@@ -54,7 +54,6 @@ FILLERS: dict[str, str] = {"uh": "[UH]", "um": "[UM]", "hm": "[HMM]", "ah": "[AH
 """Filler as written for espeak → its marker. espeak says "uh" /ʌ/, "um" /ʌm/, "ah" /ɑː/, "er" /ɜː/; "hm"
 because espeak reads "hmm" as /həm/, which sounds like "hum"; "uhh" would come out as /uː/."""
 
-PAUSE_S, LONG_PAUSE_S = 0.3, 0.7
 
 # Clauses without punctuation: events are inserted between their words.
 _CLAUSES: tuple[str, ...] = (
@@ -132,14 +131,6 @@ class CorpusClip:
         return cls(**d)
 
 
-def marker_for_pause(duration_s: float) -> str | None:
-    if duration_s >= LONG_PAUSE_S:
-        return "[LONG]"
-    if duration_s >= PAUSE_S:
-        return "[PAUSE]"
-    return None
-
-
 # --- scripts -------------------------------------------------------------------------------------
 
 
@@ -201,7 +192,7 @@ def _render(script: str) -> tuple[str, str, str, list[str], list[tuple[int, str]
     for kind, tok in _parse(script):
         if kind == "break":
             ms = int(tok)
-            marker = marker_for_pause(ms / 1000)
+            marker = pause_marker(ms / 1000)
             assert marker is not None
             ssml.append(f'<break time="{ms}ms"/>')
             expected.append(marker)

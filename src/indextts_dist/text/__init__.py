@@ -4,9 +4,9 @@
 ``TextTokenizer(bpe_model).encode(text)`` gives the official token ids (no start/stop ids).
 """
 
+from ..pattern_markers import PATTERN_MARKERS
 from .normalizer import (
     CACHE_ENV,
-    PATTERN_MARKERS,
     TextNormalizer,
     apply_char_map,
     chinese_tn,

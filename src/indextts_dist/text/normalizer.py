@@ -21,9 +21,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PATTERN_MARKERS: tuple[str, ...] = ("[PAUSE]", "[LONG]", "[UH]", "[UM]", "[HMM]", "[AH]", "[ER]")
-"""Transcript markers; the front end turns ``[PAUSE]`` into ``'PAUSE'`` (ordinary pieces, no special id)."""
-
 CACHE_ENV = "INDEXTTS_DIST_CACHE"
 ZH_FST_FILES = ("zh_tn_tagger.fst", "zh_tn_verbalizer.fst")
 

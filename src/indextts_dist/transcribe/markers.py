@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from indextts_dist.text import PATTERN_MARKERS
+from ..pattern_markers import LONG_PAUSE_S, PATTERN_MARKERS, PAUSE_S, pause_marker
 
 __all__ = [
     "FILLER_MARKERS",
@@ -120,18 +120,10 @@ def filler_marker(text: str) -> str | None:
     return None
 
 
-def pause_marker(duration: float, pause_s: float = 0.3, long_pause_s: float = 0.7) -> str | None:
-    if duration >= long_pause_s:
-        return "[LONG]"
-    if duration >= pause_s:
-        return "[PAUSE]"
-    return None
-
-
 def find_pauses(
     words: Sequence[Word],
     speech: Sequence[tuple[float, float]],
-    min_pause_s: float = 0.3,
+    min_pause_s: float = PAUSE_S,
     start_tolerance_s: float = 0.05,
 ) -> list[Pause]:
     """Measured silences ≥ ``min_pause_s`` between ``speech`` segments, each placed after the last
@@ -184,8 +176,8 @@ def drop_hallucinated_tail(words: Sequence[Word], max_probability: float = 0.3) 
 def mark_transcript(
     words: Sequence[Word],
     pauses: Iterable[Pause] = (),
-    pause_s: float = 0.3,
-    long_pause_s: float = 0.7,
+    pause_s: float = PAUSE_S,
+    long_pause_s: float = LONG_PAUSE_S,
 ) -> tuple[str, dict[str, int]]:
     """Verbatim text with markers, and the count of each marker (every PATTERN_MARKERS key present).
 

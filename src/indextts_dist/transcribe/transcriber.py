@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts_dist.text import PATTERN_MARKERS
-
+from ..pattern_markers import LONG_PAUSE_S, PATTERN_MARKERS, PAUSE_S
 from .markers import Word, drop_after_speech, drop_hallucinated_tail, find_pauses, mark_transcript
 from .whisper import load_whisper
 
@@ -125,8 +124,8 @@ class Transcriber:
         model=None,
         initial_prompt: str | None = DISFLUENT_PROMPT,
         language: str = "en",
-        pause_s: float = 0.3,
-        long_pause_s: float = 0.7,
+        pause_s: float = PAUSE_S,
+        long_pause_s: float = LONG_PAUSE_S,
         *,
         cpu_threads: int = 0,
         beam_size: int = 5,
