@@ -73,6 +73,7 @@ LABEL org.opencontainers.image.title="indextts-dist" \
       io.indextts.torch="${TORCH_VERSION}+${TORCH_CUDA}"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Runtime libraries only: espeak-ng (text front end tests / phonemes), ffmpeg + libsndfile (decode).
+# Their versions follow the pinned base image's release, as in the builder stage.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -124,9 +122,20 @@ def test_dockerignore_keeps_the_context_small():
         assert needed in lines
 
 
-@pytest.mark.parametrize("rule", ["DL3008"])
-def test_hadolint_ignores_are_justified(rule):
-    text = DOCKERFILE.read_text()
-    for m in re.finditer(rf"# hadolint ignore={rule}", text):
-        before = text[: m.start()].splitlines()[-1]
-        assert before.startswith("#"), "an ignored rule needs a comment saying why"
+def test_hadolint_ignores_are_justified_and_needed():
+    """Each `# hadolint ignore=DL3008` (unpinned apt packages) sits on an apt-get install and says
+    why; and each one is needed: without it, hadolint reports DL3008 on that line."""
+    lines = DOCKERFILE.read_text().splitlines()
+    ignores = [i for i, ln in enumerate(lines) if ln.strip() == "# hadolint ignore=DL3008"]
+    assert ignores
+    for i in ignores:
+        reason = lines[i - 1].strip()
+        assert reason.startswith("#") and "version" in reason.lower(), (i + 1, reason)
+        assert lines[i + 1].startswith("RUN apt-get update"), (i + 2, lines[i + 1])
+    local = Path(sys.executable).parent / "hadolint"
+    hadolint = str(local) if local.exists() else shutil.which("hadolint")
+    bare = "\n".join(ln for ln in lines if ln.strip() != "# hadolint ignore=DL3008")
+    out = subprocess.run(
+        [hadolint, "--no-color", "-"], input=bare, capture_output=True, text=True, check=False
+    )
+    assert out.stdout.count("DL3008") == len(ignores), out.stdout

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import shared_dir
 
 from indextts_dist.text import (
     CACHE_ENV,
@@ -34,26 +35,17 @@ from indextts_dist.text import (
 )
 from indextts_dist.text.normalizer import ZH_FST_FILES, build_dir_atomically
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_dir() -> Path:
-    """``$INDEXTTS_SHARED_DIR`` or ``<repo>/../shared``; the IndexTTS2 files live in its ``indextts2/``."""
-    base = Path(os.environ.get("INDEXTTS_SHARED_DIR") or REPO_ROOT.parent / "shared")
-    return base / "indextts2" if (base / "indextts2").is_dir() else base
-
 
 def _require_shared() -> Path:
-    path = shared_dir()
-    if not path.is_dir():
-        pytest.skip(f"shared reference directory absent: {path} (set INDEXTTS_SHARED_DIR)")
-    return path
+    return shared_dir() / "indextts2"
 
 
 def _load_items() -> list[dict]:
-    path = shared_dir() / "reference_frontend.json"
-    if not shared_dir().is_dir():
-        return []
+    """The official front end's reference items. A missing file is a collection error, not a
+    silently empty parametrization (which would pass by running nothing)."""
+    path = _require_shared() / "reference_frontend.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: reference items missing (set INDEXTTS_SHARED_DIR)")
     return json.loads(path.read_text(encoding="utf-8"))["items"]
 
 
@@ -112,14 +104,6 @@ def official(bpe_model: Path, normalizer: TextNormalizer) -> TextTokenizer:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TextTokenizer:
     return tiny_tokenizer(tmp_path_factory.mktemp("tiny"))
-
-
-# -- reference file -------------------------------------------------------------------------------
-
-
-def test_reference_file_present() -> None:
-    _require_shared()
-    assert len(ITEMS) == 24
 
 
 @pytest.mark.parametrize("item", _item_params())

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
+from ..weights_layout import WeightsLayout
+
 __all__ = ["FeatureStats", "SemanticFeatures", "load_stats", "tiny_w2v_bert_config"]
 
 OFFICIAL_LAYER = 17
@@ -103,13 +105,13 @@ class SemanticFeatures:
     def official(cls, weights_dir: str | Path, layer: int = OFFICIAL_LAYER) -> SemanticFeatures:
         """`weights_dir/w2v-bert-2.0/` (a local snapshot of facebook/w2v-bert-2.0) and
         `weights_dir/wav2vec2bert_stats.pt`; nothing is fetched from a hub."""
-        weights_dir = Path(weights_dir)
-        model_dir = weights_dir / "w2v-bert-2.0"
+        layout = WeightsLayout(Path(weights_dir))
+        model_dir = layout.w2v_bert_dir
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: no local w2v-BERT 2.0 snapshot (config.json missing)")
         extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(model_dir), local_files_only=True)
         model = Wav2Vec2BertModel.from_pretrained(str(model_dir), local_files_only=True)
-        stats_path = weights_dir / "wav2vec2bert_stats.pt"
+        stats_path = layout.w2v_bert_stats
         digest = hashlib.sha256(stats_path.read_bytes()).hexdigest()[:16] if stats_path.is_file() else "none"
         return cls(extractor, model, load_stats(stats_path), layer, f"w2v-bert-2.0-l{layer}-stats{digest}")
 
