@@ -1,10 +1,11 @@
 """The speaking-pattern vocabulary and the pause thresholds, in one place.
 
 Transcripts carry these markers verbatim (`[PAUSE]`, `[LONG]`, and one marker per filler kind);
-the text front end spells them as ordinary pieces (`[PAUSE]` → `'PAUSE'`, no special id), preprocess counts them, the test corpora write
-them as ground truth and evaluation reads them back. A silence of at least `PAUSE_S` seconds between
-words is a `[PAUSE]`, of at least `LONG_PAUSE_S` a `[LONG]` (the guide's thresholds; both stay
-options where a command measures pauses).
+the text front end spells them as ordinary pieces (`[PAUSE]` → `'PAUSE'`, no special id),
+preprocess counts them, the test corpora write them as ground truth and evaluation reads them
+back. A silence of at least `PAUSE_S` seconds between words is a `[PAUSE]`, of at least
+`LONG_PAUSE_S` a `[LONG]` (the guide's thresholds; both stay options where a command measures
+pauses).
 """
 
 from __future__ import annotations
