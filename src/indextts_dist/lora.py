@@ -27,8 +27,11 @@ class LoraSettings:
     """Defaults are the guide's recommended values (r=32, alpha=64, dropout 0.05)."""
 
     rank: int = 32
+    """LoRA rank r: width of each adapter's low-rank update."""
     alpha: int = 64
+    """LoRA alpha: the update is scaled by alpha / r."""
     dropout: float = 0.05
+    """Dropout on the adapter's input during training."""
     heads: bool = False
     """Also adapt `text_head` and `mel_head`."""
 

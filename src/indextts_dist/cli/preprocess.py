@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..preprocess import PreprocessOptions
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 
 LAUNCH = """examples:
   # one process
@@ -19,38 +19,11 @@ LAUNCH = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = PreprocessOptions(audio_dir=Path("."), out=Path("."))
-    p.add_argument("--audio-dir", required=True, type=Path, help="folder of clips (wav/flac/mp3/ogg/m4a)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (shards, conditioning, reports)")
-    p.add_argument("--transcripts", type=Path, help="CSV 'file,text' overriding ASR for its files")
-    p.add_argument("--preset", choices=["tiny", "official-v2"], default=d.preset)
-    p.add_argument("--weights-dir", type=Path, help="official weights folder (see README)")
-    p.add_argument(
-        "--whisper-model", help="faster-whisper model name or CTranslate2 folder (default: tiny.en)"
-    )
-    p.add_argument("--min-seconds", type=float, default=d.min_seconds)
-    p.add_argument("--max-seconds", type=float, default=d.max_seconds)
-    p.add_argument("--max-unk-share", type=float, default=d.max_unk_share)
-    p.add_argument("--clips-per-shard", type=int, default=d.clips_per_shard)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_dataclass_arguments(p, PreprocessOptions)
 
 
 def options_from_args(args: argparse.Namespace) -> PreprocessOptions:
-    return PreprocessOptions(
-        audio_dir=args.audio_dir,
-        out=args.out,
-        transcripts=args.transcripts,
-        preset=args.preset,
-        weights_dir=args.weights_dir,
-        whisper_model=args.whisper_model,
-        min_seconds=args.min_seconds,
-        max_seconds=args.max_seconds,
-        max_unk_share=args.max_unk_share,
-        clips_per_shard=args.clips_per_shard,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-    )
+    return dataclass_from_args(PreprocessOptions, args)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

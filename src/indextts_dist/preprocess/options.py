@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["PreprocessOptions"]
 
@@ -11,15 +12,16 @@ __all__ = ["PreprocessOptions"]
 @dataclass(frozen=True)
 class PreprocessOptions:
     audio_dir: Path
-    """Folder of clips (searched recursively)."""
+    """Folder of clips (wav/flac/mp3/ogg/m4a, searched recursively)."""
     out: Path
     """Output folder: shards, rejects.jsonl, dataset_info.json, global_conditioning.safetensors."""
     transcripts: Path | None = None
     """CSV `file,text` whose rows override ASR for those files."""
-    preset: str = "tiny"
-    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `weights_dir`)."""
+    preset: Literal["tiny", "official-v2"] = "tiny"
+    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `--weights-dir`)."""
     weights_dir: Path | None = None
-    """gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/, semantic_codec/model.safetensors."""
+    """Official weights folder (see README): gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/,
+    semantic_codec/model.safetensors."""
     whisper_model: str | None = None
     """faster-whisper model name or CTranslate2 folder; default: the bundled tiny.en."""
     min_seconds: float = 1.0

@@ -14,18 +14,23 @@ __all__ = ["OptimSettings", "TrackingSettings", "TrainOptions"]
 @dataclass(frozen=True)
 class OptimSettings:
     learning_rate: float = 5e-4
-    """AdamW peak learning rate (the guide: 5e-4)."""
+    """AdamW peak learning rate, reached at the end of warm-up."""
     weight_decay: float = 0.01
+    """AdamW decoupled weight decay on the adapter weights."""
     warmup_steps: int = 100
     """Linear warm-up, then cosine decay to zero at the last step."""
     epochs: int = 30
+    """Passes over the training split; every sample contributes exactly once per epoch."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
     max_grad_norm: float = 1.0
+    """Clip the adapter gradients' global norm to this before each optimizer step."""
     max_tokens_per_batch: int = 8192
     """Padded positions per micro-batch (prefix + text + codes); batches are built by length under it."""
     text_weight: float = 0.2
+    """Weight of the text-token loss in the total loss."""
     mel_weight: float = 0.8
+    """Weight of the semantic-code (mel) loss in the total loss."""
     max_bad_steps: int = 5
     """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
 
@@ -33,11 +38,13 @@ class OptimSettings:
 @dataclass(frozen=True)
 class TrackingSettings:
     mlflow_uri: str | None = None
-    """Tracking server; None = no MLflow (the packaged model still lands in --out)."""
+    """Tracking server URI; not given: no MLflow (the packaged model still lands in `--out`)."""
     experiment: str = "indextts-patterns"
+    """MLflow experiment the training run is logged under."""
     register_name: str | None = None
-    """Registered model name; None = package only, do not register."""
+    """Registered model name; not given: package only, do not register."""
     alias: str = "candidate"
+    """Alias pointed at the newly registered version (`models:/NAME@ALIAS`)."""
     select: Literal["best", "last"] = "best"
     """Which checkpoint becomes the registered model: lowest validation loss, or the last one."""
     register_retries: int = 5
@@ -47,19 +54,29 @@ class TrackingSettings:
 @dataclass(frozen=True)
 class TrainOptions:
     data: Path
+    """Preprocess output folder (shards, dataset_info.json, global conditioning)."""
     out: Path
-    preset: str = "tiny"
+    """Run folder: checkpoints and the packaged model."""
+    preset: Literal["tiny", "official-v2"] = "tiny"
+    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `--weights-dir`)."""
     weights_dir: Path | None = None
+    """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`."""
     lora: LoraSettings = field(default_factory=LoraSettings)
+    """The adapter (its own `--lora-*` flags)."""
     optim: OptimSettings = field(default_factory=OptimSettings)
+    """Optimizer, schedule and batching."""
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    """MLflow logging and registration."""
     save_every: int = 0
     """Also checkpoint every K optimizer steps (0: only at epoch ends)."""
     keep_epochs: int = 3
     """Per-epoch checkpoints kept (the best one by validation loss is always kept)."""
     resume: bool = False
+    """Continue from the newest checkpoint in `--out` (same data order and losses)."""
     num_workers: int = 0
+    """DataLoader worker processes per rank (0: load in the training process); any value resumes alike."""
     seed: int = 0
+    """Seed of the tiny preset's weights (as preprocess's `--seed`), adapter initialization and data order."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke runs."""
 
