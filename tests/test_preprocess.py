@@ -15,16 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from indextts_dist.audio import ClipRejected
+from indextts_dist.audio import ClipRejected, prepare_clip
 from indextts_dist.conditioning import load_conditioning
 from indextts_dist.corpus import make_bad_inputs, synthesize_corpus
 from indextts_dist.distributed import World
+from indextts_dist.features import SemanticFeatures
+from indextts_dist.model import build_model
 from indextts_dist.preprocess import PreprocessOptions
 from indextts_dist.preprocess.clip import process_clip
 from indextts_dist.preprocess.components import load_components
 from indextts_dist.preprocess.job import run_preprocess
 from indextts_dist.preprocess.listing import list_clips
 from indextts_dist.preprocess.shards import read_tar_samples
+from indextts_dist.speech.second_stage import SecondStage, load_speaker_embeddings
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -143,22 +146,57 @@ def test_two_ranks_equal_one_rank(single, two_ranks):
     assert read(single) == read(two_ranks)
 
 
+def accepted_sources(out: Path) -> list[str]:
+    return sorted({json.loads(v[2])["source"] for v in samples_of(out).values()})
+
+
+@torch.no_grad()
 def test_conditioning_is_the_mean_of_per_clip_latents(inputs, single):
-    audio, csv, _ = inputs
-    opts = options(audio, csv, single)
-    comps = load_components("tiny", None, None)
-    overrides = dict(line.split(",", 1) for line in csv.read_text().splitlines()[1:])
-    accepted = {json.loads(v[2])["source"] for v in samples_of(single).values()}
+    """The expected mean comes from the GPT's own conditioning encoders, called here on each accepted
+    clip's decoded audio features (the job's decoding and features, not its `process_clip`)."""
+    audio, _, _ = inputs
+    opts = options(audio, inputs[1], single)
+    gpt, features = build_model("tiny", seed=0), SemanticFeatures.tiny(0)
     spk, emo = [], []
-    for clip in list_clips(audio):
-        if clip.relative in accepted:
-            p = process_clip(clip, comps, opts, overrides.get(Path(clip.relative).name))
-            spk.append(p.spk_latents)
-            emo.append(p.emo_vec)
+    for source in accepted_sources(single):
+        clip = prepare_clip(audio / source, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
+        feats = features(clip.samples)[None]
+        lengths = torch.tensor([feats.shape[1]])
+        spk.append(gpt.get_conditioning(feats, lengths)[0].double())
+        emo.append(gpt.get_emo_vec(feats, lengths)[0].double())
     cond = load_conditioning(single / "global_conditioning.safetensors")
-    assert int(cond.metadata["num_clips"]) == len(spk)
+    assert int(cond.metadata["num_clips"]) == len(spk) >= GOOD_CLIPS
     assert float((torch.stack(spk).mean(0).float() - cond.gpt_conditioning).abs().max()) <= 1e-6
     assert float((torch.stack(emo).mean(0).float() - cond.emo_vec).abs().max()) <= 1e-6
+
+
+def test_speaker_embeddings_are_the_same_on_two_ranks_and_averaged_over_every_accepted_clip(
+    inputs, single, two_ranks
+):
+    """Computed by preprocess beside the conditioning (styles summed per clip, reduced with it):
+    1 and 2 ranks agree, the style is SecondStage's mean over ALL accepted clips, and ref_mel /
+    prompt_condition are the reference clip's (`dataset_info.reference_clips[0]`)."""
+    audio = inputs[0]
+    info = json.loads((single / "dataset_info.json").read_text())
+    assert info["speaker_embeddings"] == "speaker_embeddings.safetensors"
+    one = load_speaker_embeddings(single / info["speaker_embeddings"])
+    two = load_speaker_embeddings(two_ranks / info["speaker_embeddings"])
+    assert float((one.style - two.style).abs().max()) <= 1e-6
+    assert torch.allclose(one.style, two.style, rtol=1e-5, atol=1e-12)  # tiny styles are ~1e-4
+    assert torch.equal(one.ref_mel, two.ref_mel) and torch.equal(one.prompt_condition, two.prompt_condition)
+
+    stage = SecondStage.tiny(0)
+    sources = accepted_sources(single)
+    every = stage.speaker_embeddings([audio / s for s in sources]).style
+    assert float((one.style - every).abs().max()) <= 1e-6
+    assert torch.allclose(one.style, every, rtol=1e-5, atol=1e-12)
+    assert not torch.allclose(one.style, stage.speaker_embeddings([audio / s for s in sources[1:]]).style,
+                              rtol=1e-5, atol=1e-12)  # fmt: skip
+    reference = stage.speaker_embeddings([], reference=audio / info["reference_clips"][0])
+    assert torch.allclose(one.ref_mel, reference.ref_mel, atol=1e-6)
+    assert torch.allclose(one.prompt_condition, reference.prompt_condition, atol=1e-6)
+    copy = single / info["reference_files"][0]  # the dataset carries its reference clip
+    assert copy.read_bytes() == (audio / info["reference_clips"][0]).read_bytes()
 
 
 def test_rerun_after_a_crash_reuses_finished_shards(inputs, single, tmp_path):

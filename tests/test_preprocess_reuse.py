@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from safetensors import safe_open
 
 from indextts_dist.conditioning import load_conditioning
 from indextts_dist.corpus import synthesize_corpus
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.slow
 CLIPS = 4  # two units of two clips: unit 0 = clip_000, clip_001; unit 1 = clip_002, clip_003
 REUSE_LINE = re.compile(r"^rank 0: \d+/\d+ shard units reused.*$", re.MULTILINE)
 CONDITIONING = "global_conditioning.safetensors"
+SPEAKER = "speaker_embeddings.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,11 @@ def record(out: Path, k: int) -> dict:
     return json.loads((out / f"shard-000-{k:05d}.json").read_text())
 
 
+def speaker_file(out: Path) -> tuple[dict, dict]:
+    with safe_open(str(out / SPEAKER), framework="pt") as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()  # noqa: SIM118 (not a dict)
+
+
 def conditionings(a: Path, b: Path):
     return load_conditioning(a / CONDITIONING), load_conditioning(b / CONDITIONING)
 
@@ -88,11 +95,14 @@ def test_nothing_changed_reuses_every_unit_byte_for_byte(corpus, base, tmp_path,
     src, csv = base
     out = copy_of(src, tmp_path)
     lines = run(audio, out, csv, capsys)
-    assert {**files(out), CONDITIONING: b""} == {**files(src), CONDITIONING: b""}
-    # Its metadata is a map that safetensors writes in no fixed order: compare it by content.
+    unordered = {CONDITIONING: b"", SPEAKER: b""}
+    assert {**files(out), **unordered} == {**files(src), **unordered}
+    # Their metadata is a map that safetensors writes in no fixed order: compare them by content.
     a, b = conditionings(src, out)
     assert a.metadata == b.metadata and a.gpt_conditioning.equal(b.gpt_conditioning)
     assert a.emo_vec.equal(b.emo_vec)
+    (sa, ma), (sb, mb) = speaker_file(src), speaker_file(out)
+    assert ma == mb and sa.keys() == sb.keys() and all(sa[k].equal(sb[k]) for k in sa)
     assert lines == ["rank 0: 2/2 shard units reused"]
 
 

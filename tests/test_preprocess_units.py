@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from indextts_dist.conditioning import ConditioningSums
 from indextts_dist.preprocess.clip import ProcessedClip, count_markers, pause_code_counts
 from indextts_dist.preprocess.dataset_info import validation_split
 from indextts_dist.preprocess.listing import deal, list_clips
-from indextts_dist.preprocess.shards import ConditioningSums, load_unit, read_tar_samples, write_unit
+from indextts_dist.preprocess.shards import load_unit, read_tar_samples, write_unit
 from indextts_dist.preprocess.transcripts import read_transcripts, transcripts_csv
 
 
@@ -58,11 +59,12 @@ def test_validation_split_is_deterministic_and_bounded():
 
 
 def test_shard_unit_round_trip(tmp_path):
-    sums = ConditioningSums.zeros(32, 8)
+    sums = ConditioningSums.zeros(32, 8, style_dim=4)
     spk, emo = torch.randn(32, 8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
-    sums.add(spk, emo)
+    style = torch.randn(4, dtype=torch.float64)
+    sums.add(spk, emo, style)
     sample = ProcessedClip(
-        "k1", np.array([5, 6], np.int32), np.array([1, 2, 3], np.int32), {"id": "k1"}, spk, emo
+        "k1", np.array([5, 6], np.int32), np.array([1, 2, 3], np.int32), {"id": "k1"}, spk, emo, style
     )
     reject = {"index": 1, "path": "x.wav", "reason": "silent", "message": "x.wav: silent"}
     write_unit(tmp_path, 0, 0, ["a.wav", "x.wav"], [sample], [reject], sums)
@@ -70,6 +72,7 @@ def test_shard_unit_round_trip(tmp_path):
     unit = load_unit(tmp_path, 0, 0, ["a.wav", "x.wav"])
     assert unit is not None and unit.reused and unit.rejects == [reject]
     assert unit.sums.count == 1 and torch.equal(unit.sums.spk, spk) and torch.equal(unit.sums.emo, emo)
+    assert unit.sums.style_count == 1 and torch.equal(unit.sums.style, style)
     (got,) = read_tar_samples(tmp_path / "shard-000-00000.tar")
     assert got["__key__"] == "k1" and got["json"] == {"id": "k1"}
     assert got["codes.npy"].tolist() == [1, 2, 3] and got["text_ids.npy"].dtype == np.int32

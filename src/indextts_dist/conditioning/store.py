@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -16,6 +17,9 @@ from safetensors.torch import save
 
 from ..model.config import GPTConfig
 from ..utils.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from .sums import ConditioningSums
 
 __all__ = ["ConditioningError", "GlobalConditioning", "load_conditioning", "save_conditioning"]
 
@@ -32,6 +36,14 @@ class GlobalConditioning:
     """Mean emotion vector e (after emo_layer), [model_dim]."""
     metadata: dict[str, str] = field(default_factory=dict)
     """num_clips, method, base-model fingerprint, source digest… (strings, as safetensors requires)."""
+
+    @classmethod
+    def from_sums(cls, sums: ConditioningSums, metadata: dict[str, str]) -> GlobalConditioning:
+        """The mean over every clip the (all-reduced) `sums` hold; `num_clips` and `method` are
+        written here, from the sums, so the file cannot claim another count than it averages."""
+        spk, emo = sums.mean_gpt()
+        meta = {**metadata, "num_clips": str(sums.count), "method": "mean"}
+        return cls(spk.float(), emo.float(), meta)
 
     def check_fits(self, cfg: GPTConfig, source: str = "conditioning") -> None:
         want = (cfg.condition_num_latent, cfg.model_dim)

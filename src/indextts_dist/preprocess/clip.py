@@ -1,5 +1,9 @@
 """One clip from file to training sample: audio -> transcript -> text ids, features -> codes, latents.
 
+Beside the GPT's conditioning latents each clip gets its second-stage CAMPPlus style (when a second
+stage is loaded): both are summed into the same conditioning sums, so the speaker's mean style is
+computed here, once, and training never re-reads the audio.
+
 Every failure a user's data can cause raises `ClipRejected` with a short reason code and a one-line
 message; the caller records it in `rejects.jsonl` and moves on.
 """
@@ -56,7 +60,7 @@ def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> di
 
 @dataclass
 class StageTimer:
-    """Wall seconds spent per stage (decode, asr, text, features, codec, conditioning)."""
+    """Wall seconds spent per stage (decode, asr, text, features, codec, conditioning, style)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -77,6 +81,8 @@ class ProcessedClip:
     meta: dict
     spk_latents: torch.Tensor
     emo_vec: torch.Tensor
+    style: torch.Tensor | None = None
+    """The clip's CAMPPlus style [S] (float64), None without a second stage."""
 
 
 @torch.no_grad()
@@ -126,6 +132,10 @@ def process_clip(
         lengths = torch.tensor([feats.size(0)], device=device)
         spk = comps.gpt.get_conditioning(feats[None], lengths)[0]
         emo = comps.gpt.get_emo_vec(feats[None], lengths)[0]
+    style = None
+    if comps.second_stage is not None:
+        with timer.stage("style"):  # the second stage reads the file its own way (22.05 kHz, 15 s cut)
+            style = comps.second_stage.clip_style(listed.path).double().cpu()
     meta = {
         "id": sample_key(listed),
         "source": listed.relative,
@@ -147,4 +157,5 @@ def process_clip(
         meta,
         spk.double().cpu(),
         emo.double().cpu(),
+        style,
     )

@@ -2,10 +2,18 @@
 
 Tiny preset: seeded random GPT encoders, w2v-BERT and codec, and the tiny BPE, so tests and the demo
 run the real code in seconds. Official: the release files from one local folder, nothing fetched.
+
+The second stage (`SecondStage`) is loaded too: preprocess computes each clip's CAMPPlus style and
+rank 0 the reference's ref_mel / prompt_condition, so that training never needs the raw audio. The
+official preset without the second-stage files warns and goes on without it (the dataset then has
+no speaker embeddings; its models are codes-only). Its CAMPPlus fingerprint is part of every unit
+key (`speaker_style`, "none" without a second stage): a unit summed without styles, or with another
+CAMPPlus, is recomputed.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +22,9 @@ import torch
 from ..codec import RepCodec, build_codec, codec_fingerprint, load_codec
 from ..features import SemanticFeatures
 from ..model import UnifiedVoice, base_fingerprint, build_model, file_sha256
+from ..model.checkpoint import state_dict_fingerprint
+from ..speech.s2mel_config import s2mel_preset
+from ..speech.second_stage import SecondStage
 from ..text import TextTokenizer, tiny_tokenizer
 
 __all__ = ["Components", "load_components"]
@@ -26,6 +37,11 @@ class Components:
     features: SemanticFeatures
     codec: RepCodec
     gpt: UnifiedVoice
+    second_stage: SecondStage | None = None
+    """None: no speaker styles are computed (official preset without the second-stage files)."""
+    style_dim: int = 0
+    """Width of the CAMPPlus style the sums carry: the preset's, with or without a second stage, so
+    every rank reduces vectors of the same layout even when one of them lacks the weights."""
     fingerprints: dict[str, str] = field(default_factory=dict)
     whisper_model: str | None = None
     _transcriber: object | None = None
@@ -43,7 +59,20 @@ class Components:
         self.features.model.to(device)
         self.codec.to(device)
         self.gpt.to(device)
+        if self.second_stage is not None:
+            self.second_stage.to(device, torch.float32)
         return self
+
+
+def _second_stage(preset: str, weights_dir: Path | None, seed: int) -> SecondStage | None:
+    if preset == "tiny":
+        return SecondStage.tiny(seed)
+    try:
+        return SecondStage.official(weights_dir)
+    except FileNotFoundError as exc:
+        print(f"[preprocess] warning: no second stage ({exc}); the dataset gets no speaker embeddings "
+              "and its models will be codes-only", file=sys.stderr)  # fmt: skip
+        return None
 
 
 def load_components(
@@ -75,6 +104,12 @@ def load_components(
             "gpt": file_sha256(weights_dir / "gpt.pth"),
             "codec": file_sha256(codec_path),
         }
+    comps.second_stage = _second_stage(preset, weights_dir, seed)
+    stage = comps.second_stage
+    comps.style_dim = stage.s2mel.cfg.style_dim if stage is not None else s2mel_preset(preset).style_dim
+    comps.fingerprints["speaker_style"] = (
+        state_dict_fingerprint(stage.campplus.state_dict()) if stage is not None else "none"
+    )
     comps.fingerprints["features"] = comps.features.fingerprint
     comps.fingerprints["tokenizer"] = comps.tokenizer.sha256
     comps.whisper_model = whisper_model

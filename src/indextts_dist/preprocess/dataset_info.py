@@ -3,6 +3,9 @@
 `dataset_info.json` (version `v2_pattern_conditioned`: built with ONE global conditioning),
 `rejects.jsonl` (one line per rejected clip) and `transcripts_verbatim.csv` (the transcripts, in the
 same `file,text` format `--transcripts` reads, so a user can correct and re-run).
+
+`dataset_info.json` names every file a trainer needs inside the folder (shards, conditioning,
+speaker embeddings, the reference clip's copy), so the folder can move without its audio.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from ..utils.atomic import atomic_write_text
 from .shards import UnitResult
 from .transcripts import transcripts_csv
 
-__all__ = ["DATASET_VERSION", "validation_split", "write_summary_files"]
+__all__ = ["DATASET_VERSION", "reference_clips", "validation_split", "write_summary_files"]
 
 
 def validation_split(keys: list[str], fraction: float, seed: int) -> list[str]:
@@ -29,6 +32,12 @@ def validation_split(keys: list[str], fraction: float, seed: int) -> list[str]:
     return sorted(ranked[:count])
 
 
+def reference_clips(samples: list[dict], count: int = 3) -> list[str]:
+    """The second stage takes timbre from a reference clip: the longest accepted ones (by trimmed
+    duration, then by name), as sources relative to the audio folder; the first one is THE reference."""
+    return [s["source"] for s in sorted(samples, key=lambda s: (-s["duration_s"], s["source"]))[:count]]
+
+
 def write_summary_files(
     out: Path,
     units: list[UnitResult],
@@ -38,7 +47,11 @@ def write_summary_files(
     val_fraction: float,
     seed: int,
     audio_dir: Path,
+    speaker_embeddings: str | None = None,
+    reference_files: list[str] | None = None,
 ) -> dict:
+    """`speaker_embeddings`: the file's name in `out`, None when preprocess computed none;
+    `reference_files`: the copies of the reference clip in `out` (relative paths)."""
     samples = [s for u in units for s in u.samples]
     rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
     if len(samples) + len(rejects) != total_inputs:
@@ -58,6 +71,7 @@ def write_summary_files(
         "version": DATASET_VERSION,
         "preset": preset,
         "conditioning": CONDITIONING_FILE,
+        "speaker_embeddings": speaker_embeddings,
         "counts": {
             "inputs": total_inputs,
             "accepted": len(samples),
@@ -86,11 +100,10 @@ def write_summary_files(
             if u.tar
         ],
         "splits": {"val": validation_split([s["id"] for s in samples], val_fraction, seed)},
-        "audio_dir": str(audio_dir.resolve()),
-        # The second stage takes timbre from a reference clip: the longest accepted ones by default.
-        "reference_clips": [
-            s["source"] for s in sorted(samples, key=lambda s: (-s["duration_s"], s["source"]))[:3]
-        ],
+        "audio_dir": str(audio_dir.resolve()),  # where the clips were (informational: training
+        # reads the conditioning, the speaker embeddings and the reference copy from this folder)
+        "reference_clips": reference_clips(samples),
+        "reference_files": list(reference_files or []),
     }
     atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1, ensure_ascii=False))
     atomic_write_text(out / REJECTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))

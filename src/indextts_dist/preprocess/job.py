@@ -2,10 +2,12 @@
 
     torchrun --nproc_per_node N preprocess/run.py --audio-dir clips/ --out data/
 
-Each rank deals itself clips by index, processes them in shard units, sums speaker
-latents and emotion vectors in float64, and joins a single `all_reduce(SUM)` of (sums, count). Rank 0
-then divides, writes `global_conditioning.safetensors`, and merges every unit's record into
-`rejects.jsonl`, `dataset_info.json` and `transcripts_verbatim.csv`.
+Each rank deals itself clips by index, processes them in shard units, sums speaker latents, emotion
+vectors and second-stage styles in float64 (`ConditioningSums`), and joins a single all-reduce of
+them (`all_reduce_sums`: the job's one collective). Rank 0 then divides, writes
+`global_conditioning.safetensors` and `speaker_embeddings.safetensors` (decoding only the reference
+clip), and merges every unit's record into `rejects.jsonl`, `dataset_info.json` and
+`transcripts_verbatim.csv`.
 
 A re-run reuses a finished unit only while everything it was computed from is unchanged (models,
 ASR settings, bounds, each clip's bytes and transcript: `unit_key`); each rank says in one line how
@@ -20,20 +22,20 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from ..audio import ClipRejected
 from ..audio.decode import display_path
-from ..conditioning import GlobalConditioning, save_conditioning
+from ..conditioning import ConditioningSums, GlobalConditioning, all_reduce_sums, save_conditioning
 from ..dataset import CONDITIONING_FILE, DATASET_VERSION
-from ..distributed import World, init_world, reduction_device
+from ..distributed import World, init_world
 from .clip import StageTimer, process_clip
 from .components import Components, load_components
-from .dataset_info import write_summary_files
+from .dataset_info import reference_clips, write_summary_files
 from .listing import ListedClip, deal, list_clips
 from .options import PreprocessOptions
-from .shards import ConditioningSums, UnitResult, find_unit, write_unit
+from .shards import UnitResult, find_unit, write_unit
+from .speaker import copy_reference, write_speaker_embeddings
 from .transcripts import read_transcripts
 from .unit_key import ClipEntry, UnitKey, reuse_line, run_settings, unit_key
 
@@ -56,6 +58,11 @@ def _block_key(settings: dict, block: list[ListedClip], overrides: dict[str, str
     return unit_key(settings, entries)
 
 
+def _zero_sums(comps: Components) -> ConditioningSums:
+    cfg = comps.gpt.cfg
+    return ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim, comps.style_dim)
+
+
 def _process_block(
     block: list[ListedClip],
     comps: Components,
@@ -64,9 +71,8 @@ def _process_block(
     bar: tqdm,
     timer: StageTimer,
 ) -> tuple[list, list[dict], ConditioningSums]:
-    cfg = comps.gpt.cfg
     samples, rejects = [], []
-    sums = ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim)
+    sums = _zero_sums(comps)
     for clip in block:
         try:
             sample = process_clip(clip, comps, opts, _override(overrides, clip), timer)
@@ -84,7 +90,7 @@ def _process_block(
             tqdm.write(f"warning: rejected {message}", file=sys.stderr)
         else:
             samples.append(sample)
-            sums.add(sample.spk_latents, sample.emo_vec)
+            sums.add(sample.spk_latents, sample.emo_vec, sample.style)
         bar.update(1)
     return samples, rejects, sums
 
@@ -97,8 +103,7 @@ def _rank_units(
     overrides: dict[str, str],
     settings: dict,
 ) -> tuple[list[UnitResult], ConditioningSums]:
-    cfg = comps.gpt.cfg
-    total = ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim)
+    total = _zero_sums(comps)
     units, reasons = [], []
     bar = tqdm(total=len(mine), desc=f"rank {world.rank}", unit="clip", position=world.rank, mininterval=1.0)
     timer = StageTimer()
@@ -153,6 +158,37 @@ def _source_digest(clips: list[ListedClip], units: list[UnitResult]) -> str:
     return hashlib.sha256("\n".join(accepted).encode()).hexdigest()
 
 
+def _finish(
+    opts: PreprocessOptions,
+    comps: Components,
+    clips: list[ListedClip],
+    units: list[UnitResult],
+    total: ConditioningSums,
+) -> dict:
+    """Rank 0 after the reduction: the conditioning, the speaker embeddings, the reference clip's
+    copy, then the summary files naming them (written even when no clip was accepted, for the
+    rejects)."""
+    summary = (opts.out, units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed,
+               opts.audio_dir)  # fmt: skip
+    if total.count == 0:
+        write_summary_files(*summary)
+        raise ValueError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
+    metadata = {
+        "preset": opts.preset,
+        "base_model_fingerprint": comps.fingerprints["gpt"],
+        "features_fingerprint": comps.fingerprints["features"],
+        "source_digest": _source_digest(clips, units),
+        "dataset_version": DATASET_VERSION,
+    }
+    cond = GlobalConditioning.from_sums(total, metadata)
+    save_conditioning(cond, opts.out / CONDITIONING_FILE)
+    reference = opts.audio_dir / reference_clips([s for u in units for s in u.samples])[0]
+    speaker = write_speaker_embeddings(
+        opts.out, comps.second_stage, total, cond, reference, comps.fingerprints["speaker_style"]
+    )
+    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)])
+
+
 def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict | None:
     """Run this rank's part; returns dataset_info on rank 0 (None elsewhere)."""
     world = world or init_world()
@@ -165,43 +201,10 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed).to(device)
     settings = run_settings(opts, comps.fingerprints)
     units, sums = _rank_units(opts, world, mine, comps, overrides, settings)
-
-    flat = sums.flat().to(reduction_device())
-    if world.size > 1:
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)  # the one collective of the job
+    total = all_reduce_sums(sums, world)  # the one collective of the job
     if not world.is_main:
         return None
-    flat = flat.cpu()
-    cfg = comps.gpt.cfg
-    count = round(float(flat[-1]))
     all_units = _all_units(opts, clips, world.size, overrides, settings) if world.size > 1 else units
-    info = write_summary_files(
-        opts.out,
-        all_units,
-        len(clips),
-        comps.fingerprints,
-        opts.preset,
-        opts.val_fraction,
-        opts.seed,
-        opts.audio_dir,
-    )
-    if count == 0:
-        raise ValueError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
-    spk_size = cfg.condition_num_latent * cfg.model_dim
-    mean_spk = (flat[:spk_size] / count).view(cfg.condition_num_latent, cfg.model_dim)
-    mean_emo = flat[spk_size : spk_size + cfg.model_dim] / count
-    metadata = {
-        "num_clips": str(count),
-        "method": "mean",
-        "preset": opts.preset,
-        "base_model_fingerprint": comps.fingerprints["gpt"],
-        "features_fingerprint": comps.fingerprints["features"],
-        "source_digest": _source_digest(clips, all_units),
-        "dataset_version": DATASET_VERSION,
-    }
-    save_conditioning(
-        GlobalConditioning(mean_spk.float(), mean_emo.float(), metadata),
-        opts.out / CONDITIONING_FILE,
-    )
+    info = _finish(opts, comps, clips, all_units, total)
     info["elapsed_s"] = round(time.perf_counter() - started, 2)
     return info

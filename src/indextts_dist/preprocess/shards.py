@@ -1,9 +1,10 @@
 """Shard units: the webdataset tar of a block of clips, its rejects, stats and conditioning sums.
 
 A unit is `clips_per_shard` consecutive clips of one rank's share. It is written as
-`shard-RRR-KKKKK.tar` (accepted samples), `shard-RRR-KKKKK.cond.safetensors` (the unit's sums of
-speaker latents and emotion vectors, and its count) and, last, `shard-RRR-KKKKK.json` (the clips it
-covers, its samples, rejects and stats). Each file is written to a temp name and renamed; the JSON
+`shard-RRR-KKKKK.tar` (accepted samples), `shard-RRR-KKKKK.cond.safetensors` (the unit's
+`ConditioningSums`: speaker latents, emotion vectors, styles and counts, in the conditioning
+module's format) and, last, `shard-RRR-KKKKK.json` (the clips it covers, its samples, rejects and
+stats). Each file is written to a temp name and renamed; the JSON
 is the commit marker; it also holds the unit's key (`unit_key`: everything the unit was computed
 from). A re-run reuses a unit whole, conditioning sums included, only when its stored key equals
 the new one; otherwise the unit is recomputed: its old marker is removed first (a crash then leaves
@@ -16,17 +17,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import save
-
+from ..conditioning import ConditioningSums, load_sums, save_sums
 from ..dataset import iter_tar_samples, read_tar_samples, unit_stem, write_tar
-from ..utils.atomic import atomic_write_bytes, atomic_write_text
+from ..utils.atomic import atomic_write_text
 from .clip import ProcessedClip
 from .unit_key import UnitKey, stale_reasons
 
 __all__ = [
-    "ConditioningSums",
     "UnitResult",
     "find_unit",
     "iter_tar_samples",
@@ -35,34 +32,6 @@ __all__ = [
     "unit_stem",
     "write_unit",
 ]
-
-
-@dataclass
-class ConditioningSums:
-    """Float64 running sums: exact enough that 1 and N processes agree to well below 1e-6."""
-
-    spk: torch.Tensor
-    emo: torch.Tensor
-    count: int = 0
-
-    @classmethod
-    def zeros(cls, latents: int, dim: int) -> ConditioningSums:
-        return cls(torch.zeros(latents, dim, dtype=torch.float64), torch.zeros(dim, dtype=torch.float64))
-
-    def add(self, spk: torch.Tensor, emo: torch.Tensor) -> None:
-        self.spk += spk.double()
-        self.emo += emo.double()
-        self.count += 1
-
-    def merge(self, other: ConditioningSums) -> None:
-        self.spk += other.spk
-        self.emo += other.emo
-        self.count += other.count
-
-    def flat(self) -> torch.Tensor:
-        return torch.cat(
-            [self.spk.flatten(), self.emo, torch.tensor([float(self.count)], dtype=torch.float64)]
-        )
 
 
 @dataclass
@@ -97,8 +66,7 @@ def write_unit(
         tar_name = tar_path.name
     else:
         tar_path.unlink(missing_ok=True)
-    cond = {"spk": sums.spk.contiguous(), "emo": sums.emo.contiguous()}
-    atomic_write_bytes(stem.with_suffix(".cond.safetensors"), save(cond, metadata={"count": str(sums.count)}))
+    save_sums(sums, stem.with_suffix(".cond.safetensors"))
     record = {
         "rank": rank,
         "unit": k,
@@ -119,12 +87,6 @@ def _read_record(marker: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def _read_sums(cond_path: Path) -> ConditioningSums:
-    with safe_open(str(cond_path), framework="pt") as fh:
-        count = int((fh.metadata() or {}).get("count", "0"))
-        return ConditioningSums(fh.get_tensor("spk"), fh.get_tensor("emo"), count)
 
 
 def find_unit(
@@ -150,7 +112,7 @@ def find_unit(
     if not cond_path.is_file() or (record.get("tar") and not (out / record["tar"]).is_file()):
         return None, "files missing"
     unit = UnitResult(
-        sources, record["samples"], record["rejects"], _read_sums(cond_path), record.get("tar"), reused=True
+        sources, record["samples"], record["rejects"], load_sums(cond_path), record.get("tar"), reused=True
     )
     return unit, None
 

@@ -34,8 +34,9 @@ __all__ = [
     "unit_key",
 ]
 
-KEY_VERSION = 1
-"""Bump when processing changes in a way no setting shows: every older unit is then recomputed."""
+KEY_VERSION = 2
+"""Bump when processing changes in a way no setting shows: every older unit is then recomputed.
+2: units also sum each clip's second-stage CAMPPlus style (version-1 unit files have no style)."""
 
 _FIELD_REASONS = {
     "preset": "preset changed",

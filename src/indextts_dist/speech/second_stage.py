@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -103,14 +103,18 @@ def _validate(style: torch.Tensor, ref_mel: torch.Tensor, prompt: torch.Tensor, 
             raise ValueError(f"{source}: {name} must be finite floats")
 
 
-def save_speaker_embeddings(emb: SpeakerEmbeddings, path: str | Path) -> Path:
-    """Write `emb` as safetensors (keys style, ref_mel, prompt_condition), atomically."""
+def save_speaker_embeddings(
+    emb: SpeakerEmbeddings, path: str | Path, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write `emb` as safetensors (keys style, ref_mel, prompt_condition), atomically. `metadata`
+    (strings) is stored beside the format tag: preprocess records there which clips and which
+    CAMPPlus the style comes from (`conditioning.speaker_metadata`)."""
     tensors = {
         "style": emb.style.detach().float().cpu().contiguous(),
         "ref_mel": emb.ref_mel.detach().float().cpu().contiguous(),
         "prompt_condition": emb.prompt_condition.detach().float().cpu().contiguous(),
     }
-    return atomic_write_bytes(path, st_save(tensors, metadata={"format": _FORMAT}))
+    return atomic_write_bytes(path, st_save(tensors, metadata={**(metadata or {}), "format": _FORMAT}))
 
 
 def load_speaker_embeddings(
@@ -269,6 +273,13 @@ class SecondStage:
         fbank = kaldi_fbank(wav_16k)
         with self._precision():
             return self.campplus(self._place(fbank - fbank.mean(dim=0, keepdim=True))[None])[0]
+
+    @torch.no_grad()
+    def clip_style(self, path: str | Path) -> torch.Tensor:
+        """One clip's CAMPPlus style [S] on this stage's device, computed exactly as
+        `speaker_embeddings` computes each clip's before averaging: preprocess sums these per clip
+        (with the GPT conditioning) so the speaker's mean style needs no second pass over the audio."""
+        return self._style(resample_22050_to_16000(self._load_clip(path)[None])[0])
 
     @torch.no_grad()
     def _reference(self, wav_22k: torch.Tensor, wav_16k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

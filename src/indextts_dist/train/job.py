@@ -4,6 +4,11 @@ Registration is the end of a run, not a side effect of it: the packaged model is
 `OUT/model/` first. If the registry cannot be reached, the job fails with one line holding the
 command that registers that package later; a restarted job (`--resume`) finds training finished and
 only retries the registration.
+
+Everything packaged comes from the dataset folder: the conditioning, the second stage's speaker
+embeddings and the reference clip's copy, all written there by preprocess. Training reads no audio
+and loads no second stage, so a dataset can be moved (or its clips deleted) after preprocessing.
+They are found and checked before the first step, so a bad file fails at start, not after training.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..model import preset
+from ..conditioning import check_speaker_embeddings, load_conditioning
+from ..dataset import SPEAKER_EMBEDDINGS_FILE, DatasetError, DatasetManifest
+from ..model import TINY_LABEL, preset
 from ..text import tiny_model_path
 from ..tracking import MetricsLogger, package_model, register_package
 from .loop import Trainer, TrainResult
@@ -41,35 +48,40 @@ def choose_checkpoint(result: TrainResult, select: str) -> tuple[Path, dict]:
     return chosen, selection
 
 
-def _speaker_embeddings(
-    opts: TrainOptions, trainer: Trainer, audio_dir: Path, reference: list[Path]
-) -> Path | None:
-    """The second stage's speaker features, computed once here and shipped in the package."""
-    from ..speech.second_stage import SecondStage, save_speaker_embeddings
-
-    try:
-        stage = (
-            SecondStage.tiny(opts.seed) if opts.preset == "tiny" else SecondStage.official(opts.weights_dir)
-        )
-    except FileNotFoundError as exc:
-        print(f"[train] warning: no second stage ({exc}); the package will be codes-only", file=sys.stderr)
+def _speaker_embeddings(manifest: DatasetManifest, main: bool) -> Path | None:
+    """The dataset's speaker embeddings, checked against its conditioning (same clips); None, with
+    one warning, for a dataset that has none (older datasets, or no second-stage weights)."""
+    name = manifest.info.get("speaker_embeddings")
+    if not name:
+        if main:
+            print(f"[train] warning: {manifest.root} has no {SPEAKER_EMBEDDINGS_FILE} (older dataset, or "
+                  "preprocessed without second-stage weights); the package will be codes-only",
+                  file=sys.stderr)  # fmt: skip
         return None
-    # The recipe's point: one global conditioning over ALL the speaker's accepted clips, for the
-    # second stage's style as for the GPT's conditioning (not a sample of the first few by name).
-    sources = sorted({s.source for s in trainer.manifest.samples})
-    emb = stage.speaker_embeddings(
-        [audio_dir / s for s in sources], reference=reference[0] if reference else None
-    )
-    return save_speaker_embeddings(emb, opts.out / "speaker_embeddings.safetensors")
+    path = manifest.root / name
+    if not path.is_file():
+        raise DatasetError(f"{path}: listed in the dataset's info but missing; re-run preprocess")
+    cond_path = manifest.conditioning_path
+    check_speaker_embeddings(path, load_conditioning(cond_path), str(cond_path))
+    return path
 
 
-def _package(opts: TrainOptions, trainer: Trainer, result: TrainResult) -> Path:
+def _reference_clips(manifest: DatasetManifest) -> list[Path]:
+    """The dataset's copy of its reference clip; an older dataset has none and names the clip in
+    the audio folder it was made from, used only if it is still there."""
+    info = manifest.info
+    if "reference_files" in info:
+        return [manifest.root / f for f in info["reference_files"]]
+    old = [Path(info.get("audio_dir", ".")) / c for c in info.get("reference_clips", [])[:1]]
+    return [p for p in old if p.is_file()]
+
+
+def _package(
+    opts: TrainOptions, trainer: Trainer, result: TrainResult, speaker: Path | None, clips: list[Path]
+) -> Path:
     chosen, selection = choose_checkpoint(result, opts.tracking.select)
     info = trainer.manifest.info
-    audio_dir = Path(info.get("audio_dir", "."))
-    clips = [audio_dir / c for c in info.get("reference_clips", [])[:1]]
     tokenizer = tiny_model_path() if opts.preset == "tiny" else opts.weights_dir / "bpe.model"
-    speaker = _speaker_embeddings(opts, trainer, audio_dir, clips)
     path = package_model(
         opts.out / "model",
         adapter_dir=chosen / "adapter",
@@ -84,6 +96,7 @@ def _package(opts: TrainOptions, trainer: Trainer, result: TrainResult) -> Path:
         reference_clips=clips,
         dataset_info=info,
         speaker_embeddings=speaker,
+        label=TINY_LABEL if opts.preset == "tiny" else None,
     )
     print(f"[train] packaged {chosen.name} ({selection['why']}, val loss {selection['val_loss']}) -> {path}",
           file=sys.stderr)  # fmt: skip
@@ -92,6 +105,7 @@ def _package(opts: TrainOptions, trainer: Trainer, result: TrainResult) -> Path:
 
 def run_training(opts: TrainOptions) -> TrainResult:
     trainer = Trainer(opts)
+    speaker, clips = _speaker_embeddings(trainer.manifest, trainer.main), _reference_clips(trainer.manifest)
     track = opts.tracking
     metrics = MetricsLogger(
         track.mlflow_uri, track.experiment, opts.out.name, enabled=trainer.main and bool(track.mlflow_uri)
@@ -110,7 +124,7 @@ def run_training(opts: TrainOptions) -> TrainResult:
         return result
     if not trainer.main:
         return result
-    package = _package(opts, trainer, result)
+    package = _package(opts, trainer, result, speaker, clips)
     metrics.finish()
     print(f"[train] done: step {result.state.step}, best val {result.state.best_val}", file=sys.stderr)
     if track.register_name and track.mlflow_uri:

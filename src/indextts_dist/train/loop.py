@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object, set_seed
 from torch import nn
 
-from ..conditioning import load_conditioning
+from ..conditioning import check_base, load_conditioning
 from ..dataset import DatasetError, DatasetManifest, load_manifest
 from ..lora import apply_lora
 from ..model import base_fingerprint, build_model, preset
@@ -123,12 +123,9 @@ def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainM
     weights = opts.weights_dir / "gpt.pth" if opts.weights_dir else None
     cond = load_conditioning(manifest.conditioning_path, cfg)
     fingerprint = base_fingerprint(opts.preset, weights, seed=opts.seed)
-    made_with = cond.metadata.get("base_model_fingerprint")
-    if made_with and made_with != fingerprint:
-        raise ValueError(
-            f"{manifest.conditioning_path}: computed with base model {made_with[:12]}…, but training uses "
-            f"{fingerprint[:12]}… (other weights or --seed); re-run preprocess with this base"
-        )
+    named = str(weights) if weights else f"the {opts.preset} preset, --seed {opts.seed}"
+    # Refused here, at start-up, by the rule packaging and generate apply too (not hours later).
+    check_base(cond, fingerprint, str(manifest.conditioning_path), f"training's base ({named})")
     base = build_model(opts.preset, weights, seed=opts.seed, with_conditioning_encoders=False)
     with torch.no_grad():
         prefix = base.build_prefix(cond.gpt_conditioning, cond.emo_vec)
