@@ -5,7 +5,7 @@
 
 Merged = what `load_package` gives (LoRA folded into the weights); unmerged = the base wrapped by
 `PeftModel.from_pretrained` without merging (every targeted projection also runs its A and B).
-Both are the model of a `CodeGenerator` with the same conditioning prefix; decoding is timed on
+Both are the model of a `LoadedModel` with the same conditioning prefix; decoding is timed on
 pre-encoded texts, and the text front end (the same for both) is timed apart, per text.
 Random weights and random adapters (B ≠ 0): the numbers are about speed only. The stop code's bias
 is set very negative on the loaded models (never in the package), so every run generates exactly
@@ -32,11 +32,11 @@ from peft import PeftModel
 
 from indextts_dist.conditioning import GlobalConditioning, save_conditioning
 from indextts_dist.generate import DecodingConfig, generate_codes
-from indextts_dist.generate.text_to_codes import CodeGenerator
+from indextts_dist.inference.loaded import LoadedModel, load_package
 from indextts_dist.lora import LoraSettings, apply_lora, load_merged
 from indextts_dist.model import GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
 from indextts_dist.text import TextTokenizer, tiny_model_path, tiny_tokenizer
-from indextts_dist.tracking import load_package, package_model
+from indextts_dist.tracking import package_model
 
 TEXTS = [
     "Well [UH] I think [PAUSE] we should go now, before it rains.",
@@ -75,7 +75,7 @@ def no_stop(model: UnifiedVoice) -> UnifiedVoice:
     return model
 
 
-def tiny_variants(tmp: Path) -> tuple[dict[str, CodeGenerator], GPTConfig]:
+def tiny_variants(tmp: Path) -> tuple[dict[str, LoadedModel], GPTConfig]:
     """A real tiny package: merged through `load_package`, unmerged from the package's adapter."""
     base = build_model("tiny", with_conditioning_encoders=False)
     gen = torch.Generator().manual_seed(1)
@@ -106,12 +106,12 @@ def tiny_variants(tmp: Path) -> tuple[dict[str, CodeGenerator], GPTConfig]:
     no_stop(loaded.model)
     plain = no_stop(unmerged(build_model("tiny", with_conditioning_encoders=False), package / "adapter"))
     return {
-        "merged": loaded.generator,
-        "unmerged": CodeGenerator(plain, loaded.tokenizer, loaded.conditioning),
+        "merged": loaded,
+        "unmerged": LoadedModel(plain, loaded.tokenizer, loaded.conditioning),
     }, loaded.model.cfg
 
 
-def mid_variants(tmp: Path) -> tuple[dict[str, CodeGenerator], GPTConfig]:
+def mid_variants(tmp: Path) -> tuple[dict[str, LoadedModel], GPTConfig]:
     """8 layers x 512 with random weights; merged with `load_merged`, as `load_package` does."""
     cfg = mid_size()
     torch.manual_seed(0)
@@ -122,13 +122,13 @@ def mid_variants(tmp: Path) -> tuple[dict[str, CodeGenerator], GPTConfig]:
     merged = no_stop(load_merged(copy.deepcopy(base), adapter).eval())
     plain = no_stop(unmerged(copy.deepcopy(base), adapter))
     return {
-        "merged": CodeGenerator(merged, tokenizer, cond),
-        "unmerged": CodeGenerator(plain, tokenizer, cond),
+        "merged": LoadedModel(merged, tokenizer, cond),
+        "unmerged": LoadedModel(plain, tokenizer, cond),
     }, cfg
 
 
 def measure(
-    gens: dict[str, CodeGenerator], ids: list[list[int]], decoding: DecodingConfig, repeats: int
+    gens: dict[str, LoadedModel], ids: list[list[int]], decoding: DecodingConfig, repeats: int
 ) -> dict[str, float]:
     """Best wall-clock seconds of decoding per variant, on pre-encoded texts: the text front end costs
     the same for both variants and is timed apart (`front_end_seconds`). Every run must produce
@@ -144,8 +144,8 @@ def measure(
     return best
 
 
-def front_end_seconds(gen: CodeGenerator, texts: list[str]) -> float:
-    """Per text, what `CodeGenerator` spends outside the model: it encodes, then normalizes again."""
+def front_end_seconds(gen: LoadedModel, texts: list[str]) -> float:
+    """Per text, what `LoadedModel` spends outside the model: it encodes, then normalizes again."""
     gen.tokenizer.encode(texts[0])  # warm-up: the normalizer sets itself up on first use
     start = time.perf_counter()
     for text in texts:
@@ -154,7 +154,7 @@ def front_end_seconds(gen: CodeGenerator, texts: list[str]) -> float:
     return (time.perf_counter() - start) / len(texts)
 
 
-def report(name: str, gens: dict[str, CodeGenerator], cfg: GPTConfig, args: argparse.Namespace, peak: float):
+def report(name: str, gens: dict[str, LoadedModel], cfg: GPTConfig, args: argparse.Namespace, peak: float):
     decoding = (
         DecodingConfig.greedy(args.codes, seed=0)
         if args.greedy
@@ -163,7 +163,7 @@ def report(name: str, gens: dict[str, CodeGenerator], cfg: GPTConfig, args: argp
     check = DecodingConfig.greedy(16)  # also the warm-up
     same = [[r.codes.tolist() for r in gen(TEXTS[:2], check)] for gen in gens.values()]
     agree = "yes" if same[0] == same[1] else "NO"
-    print(f"{name:<9} merged and unmerged give the same 16 greedy codes for 2 texts (CodeGenerator): {agree}")
+    print(f"{name:<9} merged and unmerged give the same 16 greedy codes for 2 texts (LoadedModel): {agree}")
     ids = [gens["merged"].tokenizer.encode(t) for t in TEXTS]
     rates: dict[tuple[str, int], float] = {}
     for batch in (1, 8):
@@ -205,7 +205,7 @@ def main() -> None:
             gens, cfg = tiny_variants(Path(tmp))
             per_text = front_end_seconds(gens["merged"], TEXTS)
             print(
-                f"text front end (normalize + BPE, as CodeGenerator runs it): {1000 * per_text:.1f} ms/text"
+                f"text front end (normalize + BPE, as LoadedModel runs it): {1000 * per_text:.1f} ms/text"
             )
             report("tiny", gens, cfg, args, peak)
         if args.only in (None, "mid-size"):

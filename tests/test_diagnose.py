@@ -25,9 +25,10 @@ from indextts_dist.conditioning import GlobalConditioning, load_conditioning, sa
 from indextts_dist.generate import DecodingConfig
 from indextts_dist.inference.adapter_norms import NOTHING_LEARNED, adapter_norms
 from indextts_dist.inference.diagnose import DATASET_VERSION, check_dataset, diagnose, format_table
+from indextts_dist.inference.loaded import load_package
 from indextts_dist.lora import LoraSettings, apply_lora
 from indextts_dist.model import base_fingerprint, build_model, preset
-from indextts_dist.text import tiny_model_path, tiny_tokenizer
+from indextts_dist.text import TextTokenizer, tiny_model_path, tiny_tokenizer
 from indextts_dist.tracking import PackageError, package_model, verify_package
 
 pytestmark = pytest.mark.slow
@@ -135,15 +136,43 @@ def test_norms_match_a_hand_computation(trained: Path, trained_report: dict) -> 
     assert trained_report["adapter"]["by_layer"]["0"] == pytest.approx(layer0)
 
 
+def _api_codes(package: Path) -> dict[str, list[list[int]]]:
+    """The codes of the Python API on TEXTS with DECODING, with the adapter and without it."""
+    adapted = load_package(package)
+    base = adapted.without_adapter()
+    return {
+        "adapted": [r.codes.tolist() for r in adapted(TEXTS, DECODING)],
+        "base": [r.codes.tolist() for r in base(TEXTS, DECODING)],
+    }
+
+
+def _stats_by_hand(codes: list[list[int]], pause: set[int]) -> dict:
+    """diagnose's numbers recomputed from the codes alone: a text stopped when it has fewer codes
+    than the cap (a capped one has exactly the cap), its tokens are the tokenizer's own count."""
+    tokenizer = TextTokenizer(tiny_model_path())
+    flat = [c for text_codes in codes for c in text_codes]
+    tokens = sum(len(tokenizer.encode(t)) for t in TEXTS)
+    return {
+        "texts": len(codes),
+        "codes": len(flat),
+        "text_tokens": tokens,
+        "codes_per_text_token": pytest.approx(len(flat) / tokens),
+        "stop_rate": pytest.approx(sum(len(c) < DECODING.max_new_tokens for c in codes) / len(codes)),
+        "pause_code_share": pytest.approx(sum(c in pause for c in flat) / len(flat)),
+    }
+
+
 def test_trained_package_report(trained_report: dict, trained: Path) -> None:
     assert trained_report["problems"] == []
     cond = trained_report["conditioning"]
     assert cond["matches"] is True and cond["base_matches"] is True
     assert trained_report["dataset"]["ok"] and trained_report["dataset"]["pause_codes"] == [3, 17, 40]
     stats = trained_report["statistics"]
+    api = _api_codes(trained)
     for side in ("base", "adapted"):
-        assert stats[side]["texts"] == 2 and stats[side]["codes"] > 0
-        assert 0 <= stats[side]["stop_rate"] <= 1 and 0 <= stats[side]["pause_code_share"] <= 1
+        assert [t["semantic_codes"] for t in stats[side]["per_text"]] == api[side]  # what users get
+        want = _stats_by_hand(api[side], {int(c) for c in PAUSE_CODES})
+        assert {k: stats[side][k] for k in want} == want, side
     assert stats["delta"]["stop_rate"] == stats["adapted"]["stop_rate"] - stats["base"]["stop_rate"]
     assert stats["base"] != stats["adapted"]  # the non-zero adapter changes what is generated
     assert diagnose(trained, TEXTS, DECODING)["statistics"] == stats  # same seed, same numbers

@@ -28,8 +28,8 @@ from safetensors.torch import save_file
 from indextts_dist.cli.main import main
 from indextts_dist.conditioning import GlobalConditioning, save_conditioning
 from indextts_dist.generate import DecodingConfig
+from indextts_dist.inference.loaded import LoadedModel
 from indextts_dist.inference.placement import PlacementError, resolve_placement
-from indextts_dist.inference.synthesize import PatternInference
 from indextts_dist.lora import LoraSettings, apply_lora
 from indextts_dist.model import base_fingerprint, build_model, preset
 from indextts_dist.text import TextTokenizer, tiny_model_path, tiny_tokenizer
@@ -101,12 +101,12 @@ def package(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fp32(package: Path) -> list:
-    return PatternInference.load(package, device="cpu", dtype="float32")(TEXTS, GREEDY)
+    return LoadedModel.load(package, device="cpu", dtype="float32")(TEXTS, GREEDY)
 
 
 @pytest.fixture(scope="module")
-def bf16(package: Path) -> PatternInference:
-    return PatternInference.load(package, device="cpu", dtype="bfloat16")
+def bf16(package: Path) -> LoadedModel:
+    return LoadedModel.load(package, device="cpu", dtype="bfloat16")
 
 
 def _floating(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -125,7 +125,7 @@ def _one_line(text: str) -> str:
 
 def _fp32_margins(package: Path, results: list) -> list[float]:
     """Per text, the smallest top-2 logit gap over the steps fp32 decided (stop included)."""
-    tts = PatternInference.load(package, device="cpu", dtype="float32")
+    tts = LoadedModel.load(package, device="cpu", dtype="float32")
     margins = []
     for r in results:
         ids = torch.tensor([r.segments[0]])
@@ -137,7 +137,7 @@ def _fp32_margins(package: Path, results: list) -> list[float]:
     return margins
 
 
-def test_python_api_bf16_matches_fp32(package: Path, fp32: list, bf16: PatternInference) -> None:
+def test_python_api_bf16_matches_fp32(package: Path, fp32: list, bf16: LoadedModel) -> None:
     margins = _fp32_margins(package, fp32)
     assert min(margins) > MIN_MARGIN, f"the fixture's fp32 decode has near-ties: {margins}"
     low = bf16(TEXTS, GREEDY)
@@ -165,10 +165,10 @@ def test_pyfunc_model_config_bf16_matches_fp32(package: Path, fp32: list, tmp_pa
         signature=model_signature(),
         model_config=PYFUNC_MODEL_CONFIG,  # what registration must log for these keys to be honoured
     )
-    default = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().package.placement
+    default = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().loaded.placement
     assert default == resolve_placement()  # no model_config: the CLI's defaults
     loaded = mlflow.pyfunc.load_model(str(path), model_config={"device": "cpu", "dtype": "bfloat16"})
-    pattern = loaded.unwrap_python_model().package
+    pattern = loaded.unwrap_python_model().loaded
     assert pattern.placement.dtype == torch.bfloat16
     assert {t.dtype for _, t in _floating(pattern.model)} == {torch.bfloat16}
     params = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0, "max_new_tokens": MAX_CODES,
@@ -198,17 +198,15 @@ def test_cli_infer_bf16_codes_only_matches_fp32(package: Path, fp32: list, tmp_p
 # -- (b) what is loaded really is bf16 ----------------------------------------------------------------
 
 
-def test_gpt_prefix_and_second_stage_are_bf16(bf16: PatternInference) -> None:
-    from indextts_dist.inference.speech_output import SpeechRenderer
-
+def test_gpt_prefix_and_second_stage_are_bf16(bf16: LoadedModel) -> None:
     assert bf16.placement.device == torch.device("cpu") and bf16.placement.dtype == torch.bfloat16
     gpt = _floating(bf16.model)
     assert gpt and all(t.dtype == torch.bfloat16 for _, t in gpt), [
         n for n, t in gpt if t.dtype != torch.bfloat16
     ]
-    assert bf16.prefix.dtype == torch.bfloat16 and bf16.pattern.generator.prefix.dtype == torch.bfloat16
+    assert bf16.prefix.dtype == torch.bfloat16  # the one prefix every door decodes with
 
-    renderer = SpeechRenderer(bf16.pattern.path, bf16.pattern.manifest, placement=bf16.placement)
+    renderer = bf16.renderer  # the second stage, loaded on first use onto the GPT's placement
     stage = renderer.stage
     for part in (stage.codec, stage.s2mel, stage.campplus, stage.bigvgan):
         tensors = _floating(part)
@@ -226,7 +224,7 @@ def test_gpt_prefix_and_second_stage_are_bf16(bf16: PatternInference) -> None:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cuda_runs_everything_on_the_gpu(package: Path, fp32: list, dtype: str) -> None:
     """GPT, prefix, KV cache and second stage on the GPU; outputs still host float32 / int64."""
-    tts = PatternInference.load(package, device="cuda", dtype=dtype)
+    tts = LoadedModel.load(package, device="cuda", dtype=dtype)
     assert {t.device.type for _, t in _floating(tts.model)} == {"cuda"} and tts.prefix.is_cuda
     (result, wav), *_ = tts.speak(TEXTS, GREEDY)
     assert wav.dtype == np.float32 and result.latents.device.type == "cpu"
@@ -314,7 +312,7 @@ def test_resolve_placement() -> None:
     with pytest.raises(PlacementError, match="device 'cuda:63' is not available on this machine"):
         resolve_placement("cuda:63", None)
     with pytest.raises(PlacementError, match="unknown dtype"):
-        PatternInference.load("/nonexistent", dtype="half")  # checked before anything is read
+        LoadedModel.load("/nonexistent", dtype="half")  # checked before anything is read
 
 
 CUDA_LESS = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -1,5 +1,11 @@
 """Multi-node, proven on one machine: 2 "nodes" x 1 process, each node its own torchrun launcher,
-rendezvous over c10d on loopback — as the Kubernetes Indexed Jobs run them — against 1 node."""
+rendezvous over c10d on loopback — as the Kubernetes Indexed Jobs run them. Preprocess is compared
+with ONE process (world 2 vs 1: shards and conditioning must not depend on the world). Training is
+compared with one node running the same world size (2 x 1 vs 1 x 2): the loss curve depends on the
+world size (an optimizer step averages one micro-batch per rank), so only the same world can match
+it step by step; what must not depend on the world (learning rate per step, every sample once per
+epoch) is checked against the formula and the training split, as tests/test_train_world.py does
+for 1, 2 and 3 processes."""
 
 from __future__ import annotations
 
@@ -16,10 +22,12 @@ import torch
 
 from indextts_dist.conditioning import load_conditioning
 from indextts_dist.corpus import synthesize_corpus
+from indextts_dist.dataset import load_manifest
 from indextts_dist.distributed import World
 from indextts_dist.preprocess import PreprocessOptions
 from indextts_dist.preprocess.job import run_preprocess
 from indextts_dist.preprocess.shards import read_tar_samples
+from indextts_dist.train.schedule import learning_rate_at
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -129,6 +137,14 @@ def test_training_on_two_nodes_follows_the_one_node_loss_curve(single_node, tmp_
     assert sorted(curve_one) == sorted(curve_two) and len(curve_one) >= 4
     for step, loss in curve_one.items():
         assert abs(loss - curve_two[step]) <= 1e-4, (step, loss, curve_two[step])
+    n_train = len(load_manifest(single_node).train_samples)
+    total = int(re.search(r"per epoch, (\d+) steps", main_log)[1])
+    for log in (one.stderr, main_log):
+        lrs = {int(k): float(v) for k, v in re.findall(r"\[train\] step (\d+) loss .* lr ([0-9.e-]+)", log)}
+        formula = {k: learning_rate_at(k, 5e-3, 2, total) for k in range(1, total + 1)}
+        assert lrs == pytest.approx(formula, rel=1e-5, abs=1e-9)
+        epochs = re.findall(r"(\d+) samples \((\d+) distinct\) of (\d+)", log)
+        assert epochs == [(str(n_train),) * 3] * 3, epochs
     digests = set(re.findall(r"adapter sha256 (\w+)", "".join(r.stderr for r in results)))
     assert len(digests) == 1  # both nodes hold the same adapter
     assert torch.cuda.is_available() or "backend gloo" in main_log

@@ -30,7 +30,7 @@ from indextts_dist.conditioning import (
     save_conditioning,
 )
 from indextts_dist.generate import DecodingConfig
-from indextts_dist.generate.text_to_codes import CodeGenerator
+from indextts_dist.inference.loaded import LoadedModel, load_package
 from indextts_dist.lora import LoraSettings, apply_lora
 from indextts_dist.model import TINY_LABEL, base_fingerprint, build_model, preset
 from indextts_dist.text import TextTokenizer, tiny_model_path, tiny_tokenizer
@@ -41,7 +41,6 @@ from indextts_dist.tracking import (
     PackageError,
     RegistrationError,
     fetch_model,
-    load_package,
     package_model,
     register_package,
     verify_package,
@@ -107,6 +106,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "selection": {"select": "best", "epoch": 3, "step": 120, "val_loss": 1.23},
         "reference_clips": [root / "speaker.wav"],
         "dataset_info": {"version": "v2_pattern_conditioned", "num_samples": 3},
+        "label": TINY_LABEL,
     }
 
 
@@ -286,8 +286,8 @@ def test_load_package_checks_the_base(package: Path, tmp_path: Path) -> None:
 # -- registry -----------------------------------------------------------------------------------------
 
 
-def _codes(generator: CodeGenerator) -> list[list[int]]:
-    return [r.codes.tolist() for r in generator(TEXTS, DecodingConfig(**DECODING))]
+def _codes(model: LoadedModel) -> list[list[int]]:
+    return [r.codes.tolist() for r in model(TEXTS, DecodingConfig(**DECODING))]
 
 
 def test_registered_model_predicts_in_a_fresh_process(
@@ -308,7 +308,7 @@ def test_registered_model_predicts_in_a_fresh_process(
         # The registered model declares device/dtype, so load_model may override them.
         f"half = mlflow.pyfunc.load_model('models:/{MODEL_NAME}@candidate',\n"
         "                                 model_config={'dtype': 'bfloat16'})\n"
-        "gpt = half.unwrap_python_model().package.generator.model\n"
+        "gpt = half.unwrap_python_model().loaded.model\n"
         "print('DTYPE', next(gpt.parameters()).dtype)\n"
     )
     env = {
@@ -324,11 +324,11 @@ def test_registered_model_predicts_in_a_fresh_process(
     assert len(remote) == 2 and all(isinstance(c, int) for codes in remote for c in codes)
     assert "DTYPE torch.bfloat16" in proc.stdout, proc.stderr[-3000:]
 
-    local = _codes(load_package(package).generator)
+    local = _codes(load_package(package))
     assert remote == local
     tokenizer = TextTokenizer(inputs["tokenizer_path"])
     conditioning = load_conditioning(inputs["conditioning_path"])
-    base = CodeGenerator(build_model("tiny", with_conditioning_encoders=False), tokenizer, conditioning)
+    base = LoadedModel(build_model("tiny", with_conditioning_encoders=False), tokenizer, conditioning)
     assert _codes(base) != local  # the merged adapter really changes the output
 
 
@@ -438,8 +438,6 @@ def _infer(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, st
 def test_infer_from_the_registry_writes_codes_latents_and_records(
     registered, server: LocalMlflowServer, package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from indextts_dist.inference.synthesize import PatternInference
-
     long_text = " ".join(["This is a long sentence, with commas, and more words."] * 14)
     args = ["--model", f"models:/{MODEL_NAME}@candidate", "--mlflow-uri", server.uri, "--cache-dir",
             str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--seed", "0", "--max-codes", "25",
@@ -451,7 +449,7 @@ def test_infer_from_the_registry_writes_codes_latents_and_records(
     assert records[0]["segments"] == 1 and records[1]["segments"] > 1  # long text split like the official
     assert all(len(seg) <= 120 for seg in records[1]["text_ids"])
     assert records[0]["decoding"]["num_beams"] == 3 and records[0]["text_normalized"].startswith("WELL, 'UH'")
-    local = PatternInference.load(package)
+    local = LoadedModel.load(package)
     again = local(["Well, [UH] hello there.", long_text], DecodingConfig(seed=0, max_new_tokens=25))
     for i, record in enumerate(records):
         codes = np.load(tmp_path / "out" / f"00{i}.codes.npy")
@@ -529,11 +527,7 @@ def test_infer_writes_wavs_with_the_second_stage(
             sum(1 for n in lengths if n) - 1
         )
         assert len(wav) == want
-    from indextts_dist.inference.synthesize import PatternInference
-
-    spoken = PatternInference.load(package).speak(
-        ["Well, [UH] hello."], DecodingConfig(seed=1, max_new_tokens=12)
-    )
+    spoken = LoadedModel.load(package).speak(["Well, [UH] hello."], DecodingConfig(seed=1, max_new_tokens=12))
     (result, audio) = spoken[0]
     assert audio.dtype == np.float32 and len(audio) == (172 * result.codes.numel()) // 100 * 256
     plain = package_model(tmp_path / "plain", **inputs)  # no second stage in it

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from train_support import FAST, REPO, STEP, adapter_digests, free_port, launch, make_data, step_losses
 
 from indextts_dist.dataset import load_manifest
-from indextts_dist.tracking import LocalMlflowServer, load_package
+from indextts_dist.inference.loaded import load_package
+from indextts_dist.tracking import LocalMlflowServer
 from indextts_dist.train.stream import PlanStream
 
 pytestmark = pytest.mark.slow

@@ -17,11 +17,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..generate import DecodingConfig
 from ..model import TINY_LABEL
 from ..utils.atomic import atomic_write_text
 from .generate import add_placement_args, placement_from_args
+
+if TYPE_CHECKING:
+    from ..inference.loaded import LoadedModel
 
 DEMO_TEXTS = (
     "Life finds a way.",
@@ -94,9 +98,8 @@ def run_accelerate_train(config: Path, data: Path, run_dir: Path, uri: str, name
 
 def run(args: argparse.Namespace) -> int:
     from ..corpus import synthesize_corpus
+    from ..inference.loaded import LoadedModel
     from ..inference.outputs import write_synthesis
-    from ..inference.speech_output import SpeechRenderer
-    from ..inference.synthesize import PatternInference
     from ..tracking import LocalMlflowServer
 
     placement = placement_from_args(args)
@@ -125,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
         run_accelerate_train(config, data, run_dir, server.uri, name, args.epochs)
 
         step(f"5. pull models:/{name}@candidate back and generate")
-        tts = PatternInference.load(
+        tts = LoadedModel.load(
             f"models:/{name}@candidate", tracking_uri=server.uri, cache_dir=out / "pulled",
             device=str(placement.device), dtype=placement.dtype_name,
         )  # fmt: skip
         decoding = DecodingConfig(seed=args.seed, max_new_tokens=200)
         results = tts(list(DEMO_TEXTS), decoding)
         written = write_synthesis(results, decoding, out / "codes", f"models:/{name}@candidate", tts.label)
-        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, placement=tts.placement)
+        renderer = tts.renderer
         summary = []
         for path, r in zip(written, results, strict=True):
             renderer.write(path.with_suffix(".wav"), renderer.render(r, seed=args.seed))
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _diagnose(tts, name: str, uri: str, out: Path, seed: int) -> dict | None:
+def _diagnose(tts: LoadedModel, name: str, uri: str, out: Path, seed: int) -> dict | None:
     """Base vs adapted statistics of the pulled model (skipped if the diagnose module is absent)."""
     step("6. diagnose")
     try:
@@ -168,7 +171,7 @@ def _diagnose(tts, name: str, uri: str, out: Path, seed: int) -> dict | None:
         print("(diagnose is not available in this build)")
         return None
     decoding = DecodingConfig(seed=seed, max_new_tokens=200)
-    report = diagnose(tts.pattern.path, list(DEMO_TEXTS), decoding, placement=tts.placement)
+    report = diagnose(tts.package, list(DEMO_TEXTS), decoding, placement=tts.placement)
     print(format_table(report))
     atomic_write_text(out / "diagnose.json", json.dumps(report, indent=1))
     return {"json": str(out / "diagnose.json")}

@@ -1,20 +1,17 @@
-"""`indextts-dist generate`: text -> semantic codes with a GPT stage, a tokenizer and a conditioning file."""
+"""`indextts-dist generate`: text -> semantic codes with a base GPT, a tokenizer and a conditioning file.
+
+No package and no adapter: the base (`--weights`, or the tiny preset's seed-0 weights) runs with the
+given conditioning through the same `LoadedModel` as `infer` (`inference.loaded.load_parts`), so a
+text gives the codes `diagnose` reports for the base of a package made on that conditioning.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
-
-from ..conditioning import ConditioningError, GlobalConditioning, load_conditioning
 from ..generate import DecodingConfig
-from ..generate.text_to_codes import CodeGenerator, CodesForText
-from ..inference.placement import DTYPES, Placement, host_numpy, resolve_placement
-from ..model import TINY_LABEL, base_fingerprint, build_model, preset
-from ..text import TextTokenizer, tiny_tokenizer
-from ..utils.atomic import atomic_write_bytes, atomic_write_text
+from ..inference.placement import DTYPES, Placement, resolve_placement
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:
@@ -81,78 +78,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def write_outputs(results: list[CodesForText], decoding: DecodingConfig, out: Path, label: str) -> list[Path]:
-    """Per text: `NNN.codes.npy` (int32) and `NNN.json` (text, normalized text, counts, settings)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, r in enumerate(results):
-        stem = out / f"{i:03d}"
-        buf = _npy_bytes(host_numpy(r.codes, np.int32))
-        atomic_write_bytes(stem.with_suffix(".codes.npy"), buf)
-        info = {
-            "text": r.text,
-            "text_normalized": r.normalized,
-            "text_ids": r.text_ids,
-            "code_count": int(r.codes.numel()),
-            "stopped": r.stopped,
-            "decoding": decoding.to_dict(),
-            "model": label,
-        }
-        atomic_write_text(stem.with_suffix(".json"), json.dumps(info, indent=1, ensure_ascii=False))
-        written.append(stem.with_suffix(".json"))
-    return written
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def check_conditioning_base(
-    conditioning: GlobalConditioning, path: str, preset_name: str, weights: str | None
-) -> None:
-    """The conditioning must have been computed on the base `generate` runs: a prefix from another
-    GPT is noise to this one (codes come out, patterns do not). The tiny base is the seed-0 one."""
-    made_with = conditioning.metadata.get("base_model_fingerprint")
-    if not made_with:
-        raise ConditioningError(
-            f"{path}: conditioning records no base_model_fingerprint, so it cannot be checked against "
-            "the base model; recompute it with `indextts-dist preprocess`"
-        )
-    have = base_fingerprint(preset_name, weights)
-    if made_with != have:
-        base = weights or f"the {preset_name} preset's seed-0 weights"
-        raise ConditioningError(
-            f"{path}: conditioning was computed on base {made_with[:12]}…, but generate runs {base} "
-            f"({have[:12]}…); pass the --weights it was made with, or recompute it"
-        )
+def read_texts(args: argparse.Namespace) -> list[str]:
+    """`--text` (repeatable) then the non-blank lines of `--texts FILE`; shared with `infer`."""
+    texts = list(args.text)
+    if args.texts:
+        path = Path(args.texts)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: texts file not found")
+        texts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not texts:
+        raise ValueError("no text given (use --text or --texts)")
+    return texts
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.loaded import load_parts
+    from ..inference.outputs import write_synthesis
+
     placement = placement_from_args(args)
-    texts = list(args.text)
-    if args.texts:
-        texts += [line.strip() for line in Path(args.texts).read_text().splitlines() if line.strip()]
-    if not texts:
-        raise ValueError("no text given (use --text or --texts)")
-    model = build_model(args.preset, args.weights, with_conditioning_encoders=False)
-    if args.bpe:
-        tokenizer = TextTokenizer(args.bpe)
-    elif args.preset == "tiny":
-        tokenizer = tiny_tokenizer()
-    else:
-        raise ValueError("--bpe is required for the official-v2 preset")
-    conditioning = load_conditioning(args.conditioning, preset(args.preset))
-    check_conditioning_base(conditioning, args.conditioning, args.preset, args.weights)
+    texts = read_texts(args)
+    tts = load_parts(
+        args.preset, args.conditioning, weights=args.weights, tokenizer=args.bpe, placement=placement
+    )
     decoding = decoding_from_args(args)
-    placement.module(model)
-    results = CodeGenerator(model, tokenizer, conditioning)(texts, decoding)
-    label = TINY_LABEL if args.preset == "tiny" and not args.weights else f"{args.preset} ({args.weights})"
-    for path, r in zip(write_outputs(results, decoding, Path(args.out), label), results, strict=True):
-        print(f"{path.with_suffix('')}: {r.codes.numel()} codes{'' if r.stopped else ' (hit the cap)'}")
-    if args.preset == "tiny":
-        print(f"note: {TINY_LABEL}")
+    results = tts(texts, decoding, latents=False)
+    model = args.weights or f"{args.preset} preset (seed-0 weights)"
+    for path, r in zip(
+        write_synthesis(results, decoding, Path(args.out), model, tts.label), results, strict=True
+    ):
+        capped = "" if r.all_stopped else " (hit the cap)"
+        print(f"{path.with_suffix('')}: {len(r.segments)} segment(s), {r.codes.numel()} codes{capped}")
+    if tts.label:
+        print(f"note: {tts.label}")
     return 0

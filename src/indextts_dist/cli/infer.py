@@ -1,11 +1,18 @@
-"""`indextts-dist infer`: a registered (or local) pattern model -> codes and GPT latents per text."""
+"""`indextts-dist infer`: a registered (or local) pattern model -> codes, GPT latents and wavs per text."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .generate import add_decoding_args, add_placement_args, decoding_from_args, placement_from_args
+from ..inference.segment import MAX_SEGMENT_TOKENS
+from .generate import (
+    add_decoding_args,
+    add_placement_args,
+    decoding_from_args,
+    placement_from_args,
+    read_texts,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,46 +26,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI)")
     p.add_argument("--weights-dir", type=Path, help="official base weights (default: $INDEXTTS_WEIGHTS_DIR)")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/indextts-dist-models"))
-    p.add_argument("--segment-tokens", type=int, default=120, help="longest text segment (official: 120)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(".cache/indextts-dist-models"),
+        help="where registry models are downloaded (default: .cache/indextts-dist-models)",
+    )
+    p.add_argument(
+        "--segment-tokens", type=int, default=MAX_SEGMENT_TOKENS, help="longest text segment (official: 120)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="segments decoded together (every door's default: 8)"
+    )
     p.add_argument("--codes-only", action="store_true", help="skip the second stage (no wav)")
     add_decoding_args(p)
     add_placement_args(p)
     p.set_defaults(func=run)
 
 
-def read_texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.text)
-    if args.texts:
-        if not args.texts.is_file():
-            raise FileNotFoundError(f"{args.texts}: texts file not found")
-        texts += [line.strip() for line in args.texts.read_text().splitlines() if line.strip()]
-    if not texts:
-        raise ValueError("no text given (use --text or --texts)")
-    return texts
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..inference.loaded import LoadedModel
     from ..inference.outputs import write_synthesis
-    from ..inference.synthesize import PatternInference
 
     placement = placement_from_args(args)  # a bad --device/--dtype fails before any download
     texts = read_texts(args)
-    tts = PatternInference.load(
+    tts = LoadedModel.load(
         args.model, tracking_uri=args.mlflow_uri, cache_dir=args.cache_dir, weights_dir=args.weights_dir,
         segment_tokens=args.segment_tokens, device=str(placement.device), dtype=placement.dtype_name,
     )  # fmt: skip
     decoding = decoding_from_args(args)
     results = tts(texts, decoding, batch_size=args.batch_size)
-    renderer = None
-    if not args.codes_only:
-        from ..inference.speech_output import SpeechRenderer
-
-        renderer = SpeechRenderer(tts.pattern.path, tts.pattern.manifest, args.weights_dir, tts.placement)
+    renderer = None if args.codes_only else tts.renderer  # no second stage: one line, nothing written
     written = write_synthesis(results, decoding, args.out, str(args.model), tts.label)
     for path, r in zip(written, results, strict=True):
-        capped = "" if all(r.stopped) else " (a segment hit the cap)"
+        capped = "" if r.all_stopped else " (a segment hit the cap)"
         line = f"{path.with_suffix('')}: {len(r.segments)} segment(s), {r.codes.numel()} codes{capped}"
         if renderer is not None:
             wav = renderer.render(r, seed=args.seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..generate.text_to_codes import CodesForText
+from .results import Synthesis
 
 __all__ = ["NOT_AVAILABLE", "STAT_KEYS", "code_statistics", "pause_code_set", "stat_deltas"]
 
@@ -32,8 +32,10 @@ def pause_code_set(dataset_info: Mapping[str, Any] | None) -> set[int] | None:
         return None
 
 
-def code_statistics(results: Sequence[CodesForText], pause_codes: set[int] | None) -> dict[str, Any]:
-    """Totals over all texts (a ratio of sums: long texts weigh more, as they do in speech)."""
+def code_statistics(results: Sequence[Synthesis], pause_codes: set[int] | None) -> dict[str, Any]:
+    """Totals over all texts (a ratio of sums: long texts weigh more, as they do in speech). A text
+    counts as stopped when every one of its segments did. `per_text` carries the codes themselves
+    (`semantic_codes`), so a reader can check every number and compare them with any other door's."""
     text_tokens = sum(len(r.text_ids) for r in results)
     codes = [int(c) for r in results for c in r.codes.tolist()]
     if pause_codes is None:
@@ -45,14 +47,16 @@ def code_statistics(results: Sequence[CodesForText], pause_codes: set[int] | Non
         "text_tokens": text_tokens,
         "codes": len(codes),
         "codes_per_text_token": len(codes) / text_tokens if text_tokens else 0.0,
-        "stop_rate": sum(r.stopped for r in results) / len(results) if results else 0.0,
+        "stop_rate": sum(r.all_stopped for r in results) / len(results) if results else 0.0,
         "pause_code_share": pause_share,
         "per_text": [
             {
                 "text": r.text,
                 "text_tokens": len(r.text_ids),
+                "segments": len(r.segments),
                 "codes": int(r.codes.numel()),
-                "stopped": r.stopped,
+                "stopped": r.all_stopped,
+                "semantic_codes": [int(c) for c in r.codes.tolist()],
             }
             for r in results
         ],

@@ -4,34 +4,29 @@ The guide's three questions, answered from the package alone: did the adapter le
 (per-layer norms of its updates; all-zero = "this adapter learned nothing"), is it used with the
 conditioning it was trained against (sha256 and base fingerprint), and was the dataset built with ONE
 global conditioning (`dataset_info.json` version). Then the effect itself: the base GPT and the
-adapted one on the same texts with the same seed and the same conditioning, so the only difference
-is the adapter. Every finding is one line in `problems`; the report is plain JSON.
+adapted one on the same texts with the same seed and the same conditioning, through the loaded model
+every other door uses (`inference.loaded`), so the only difference is the adapter and what is
+measured is what users get; the report carries each text's codes. Every finding is one line in
+`problems`; the report is plain JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..conditioning import ConditioningError, load_conditioning
-from ..dataset.layout import DATASET_VERSION
+from ..dataset.layout import CONDITIONING_FILE, DATASET_VERSION
 from ..generate import DecodingConfig
-from ..generate.text_to_codes import CodeGenerator
-from ..model import CheckpointError, GPTConfig, build_model, file_sha256
-from ..tracking.package import (
-    CONDITIONING_FILE,
-    CONFIG_FILE,
-    PackageError,
-    _weights_file,
-    load_package,
-    read_manifest,
-)
+from ..model import CheckpointError, GPTConfig
+from ..tracking.package import MISSING, PackageError, PackageFiles, file_problems, read_manifest
+from ..utils.hashing import file_sha256
 from .adapter_norms import AdapterError, adapter_norms
 from .code_stats import code_statistics, pause_code_set, stat_deltas
 from .diagnose_table import format_table
+from .loaded import load_package
 from .placement import Placement, resolve_placement
 
 __all__ = ["DATASET_VERSION", "check_conditioning", "check_dataset", "diagnose", "format_table"]
@@ -60,7 +55,7 @@ def diagnose(
     blocking = _file_problems(root, manifest)
     findings: list[str] = []
     try:
-        norms = adapter_norms(root / "adapter")
+        norms = adapter_norms(PackageFiles(root).adapter)
         adapter: dict[str, Any] = norms.to_dict()
         findings += norms.problems()
     except AdapterError as exc:
@@ -75,7 +70,7 @@ def diagnose(
         stats: dict[str, Any] = {"skipped": "the package does not load as it is; fix the problems first"}
     else:
         try:
-            stats = compare_base_and_adapted(root, manifest, texts, decoding, weights_dir, dataset, placement)
+            stats = compare_base_and_adapted(root, texts, decoding, weights_dir, dataset, placement)
         except (PackageError, ConditioningError, CheckpointError) as exc:
             stats = {"skipped": str(exc)}
             blocking.append(str(exc))
@@ -99,16 +94,13 @@ def diagnose(
 def _file_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
     """Every payload file that is missing or edited (the conditioning file has its own check, which
     says what a different conditioning means)."""
-    found = []
-    for rel, digest in sorted((manifest.get("files") or {}).items()):
-        if rel == CONDITIONING_FILE:
-            continue
-        path = root / rel
-        if not path.is_file():
-            found.append(f"{rel} is missing from the package")
-        elif file_sha256(path) != digest:
-            found.append(f"{rel} does not match its sha256 in the manifest (corrupt or edited)")
-    return found
+    return [
+        f"{rel} is missing from the package"
+        if problem == MISSING
+        else f"{rel} does not match its sha256 in the manifest (corrupt or edited)"
+        for rel, problem in sorted(file_problems(root, manifest).items())
+        if rel != CONDITIONING_FILE
+    ]
 
 
 def check_conditioning(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +118,8 @@ def check_conditioning(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any
         "metadata": {},
         "problems": [],
     }
-    path = root / CONDITIONING_FILE
+    files = PackageFiles(root)
+    path = files.conditioning
     if not path.is_file():
         out["problems"].append(
             f"{CONDITIONING_FILE} is missing: the adapter only works with the conditioning it was "
@@ -144,10 +137,9 @@ def check_conditioning(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any
                 "back; use the package's own file or re-train against this one"
             )
     try:
-        config_path = root / CONFIG_FILE
-        cfg = GPTConfig.from_dict(json.loads(config_path.read_text())) if config_path.is_file() else None
+        cfg = GPTConfig.from_dict(files.read_gpt_config()) if files.gpt_config.is_file() else None
         cond = load_conditioning(path, cfg)
-    except ConditioningError as exc:
+    except (ConditioningError, PackageError) as exc:
         out["problems"].append(str(exc))
         return out
     out["metadata"] = cond.metadata
@@ -195,31 +187,20 @@ def check_dataset(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def compare_base_and_adapted(
     root: Path,
-    manifest: Mapping[str, Any],
     texts: list[str],
     decoding: DecodingConfig,
     weights_dir: str | Path | None,
     dataset: Mapping[str, Any],
     placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """Adapted first (load_package checks everything), then the bare base with the same tokenizer
-    and conditioning, on the same placement; one model in memory at a time."""
-    placement = placement or resolve_placement()
+    """The loaded model every door uses, run twice on the same texts, seed and placement: with the
+    adapter (load_package checks everything), then `without_adapter()`, so the only difference is
+    the adapter and what is measured is what users get (long texts segmented the same way)."""
     pause = set(dataset["pause_codes"]) if dataset.get("pause_codes") is not None else None
-    package = load_package(root, weights_dir, placement)
-    adapted = code_statistics(package.generator(texts, decoding), pause)
-    tokenizer, conditioning, cfg = package.tokenizer, package.conditioning, package.model.cfg
-    del package
-    preset = manifest["preset"]
-    base_model = build_model(
-        preset,
-        _weights_file(preset, weights_dir),
-        config=cfg,
-        seed=int(manifest.get("seed", 0)),
-        with_conditioning_encoders=False,
-    )
-    placement.module(base_model)
-    base = code_statistics(CodeGenerator(base_model, tokenizer, conditioning)(texts, decoding), pause)
+    model = load_package(root, weights_dir, placement or resolve_placement())
+    adapted = code_statistics(model(texts, decoding, latents=False), pause)
+    model = model.without_adapter()  # rebinding drops the merged GPT
+    base = code_statistics(model(texts, decoding, latents=False), pause)
     return {
         "decoding": decoding.to_dict(),
         "base": base,

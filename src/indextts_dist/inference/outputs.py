@@ -1,4 +1,5 @@
-"""What `infer` writes per text: codes, GPT latents and a JSON record, each file atomically."""
+"""What `infer` and `generate` write per text: codes, GPT latents (when computed) and a JSON record,
+each file atomically. One writer, so the two commands' records have the same keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from ..generate import DecodingConfig
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 from .placement import host_numpy
-from .synthesize import Synthesis
+from .results import Synthesis
 
 __all__ = ["npy_bytes", "write_synthesis"]
 
@@ -25,13 +26,15 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def write_synthesis(
     results: list[Synthesis], decoding: DecodingConfig, out: Path, model: str, label: str | None
 ) -> list[Path]:
-    """`NNN.codes.npy` (int32 [N]), `NNN.latents.npy` (float32 [N, D], S2Mel's input), `NNN.json`."""
+    """`NNN.codes.npy` (int32 [N]), `NNN.latents.npy` (float32 [N, D], S2Mel's input; only for results
+    run with latents), `NNN.json`. Returns the JSON paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i, r in enumerate(results):
         stem = out / f"{i:03d}"
         atomic_write_bytes(stem.with_suffix(".codes.npy"), npy_bytes(host_numpy(r.codes, np.int32)))
-        atomic_write_bytes(stem.with_suffix(".latents.npy"), npy_bytes(host_numpy(r.latents, np.float32)))
+        if r.latents is not None:
+            atomic_write_bytes(stem.with_suffix(".latents.npy"), npy_bytes(host_numpy(r.latents, np.float32)))
         record = {
             "text": r.text,
             "text_normalized": r.normalized,

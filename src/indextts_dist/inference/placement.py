@@ -1,6 +1,6 @@
 """Where inference runs: ONE device and ONE dtype for the GPT, its prefix, KV caches and second stage.
 
-Every door (`infer`, `generate`, `diagnose`, `demo`, `PatternInference.load`, the MLflow pyfunc)
+Every door (`infer`, `generate`, `diagnose`, `demo`, `LoadedModel.load`, the MLflow pyfunc)
 resolves the user's `--device/--dtype` here, so a typo or a CUDA-less machine is the same one-line
 error everywhere instead of a traceback from deep inside the first matmul. Everything created
 during decoding takes its device and dtype from the model's parameters (`placement_of`); the only

@@ -18,7 +18,7 @@ from ..speech.second_stage import OUTPUT_SAMPLE_RATE, SecondStage, load_speaker_
 from ..tracking.package import SPEAKER_EMBEDDINGS_FILE, PackageError
 from ..utils.atomic import atomic_write_bytes
 from .placement import Placement, host_numpy, resolve_placement
-from .synthesize import Synthesis
+from .results import Synthesis
 
 __all__ = ["SEGMENT_GAP_S", "SpeechRenderer"]
 
@@ -53,6 +53,8 @@ class SpeechRenderer:
 
     def render(self, result: Synthesis, seed: int = 0) -> np.ndarray:
         """float32 waveform at 22.05 kHz: segments joined with 200 ms of silence."""
+        if result.latents is None:
+            raise ValueError("the second stage needs the GPT latents: run the model with latents=True")
         gap = np.zeros(int(SEGMENT_GAP_S * OUTPUT_SAMPLE_RATE), dtype=np.float32)
         pieces, start = [], 0
         for n in result.segment_codes:

@@ -1,8 +1,9 @@
 """IndexTTS2's GPT stage, our implementation, loading the official checkpoints strictly."""
 
+from ..utils.hashing import file_sha256  # re-exported: `model.file_sha256` is what callers know
 from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
 from .config import PRESETS, ConditionModuleConfig, GPTConfig, preset
-from .factory import TINY_LABEL, base_fingerprint, build_model, file_sha256
+from .factory import TINY_LABEL, base_fingerprint, build_model
 from .unified_voice import CONDITIONING_MODULES, TeacherForced, UnifiedVoice
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""MLflow for the trainer: metrics from the main process, the model package, registration, fetching.
+"""MLflow for the trainer: metrics from the main process, the model package format, registration,
+fetching. Loading a package into a runnable model is `inference.loaded.load_package`.
 
 Names are imported lazily: importing `indextts_dist.tracking` (from every rank of a training job, or
 to run `python -m indextts_dist.tracking.local_server`) loads neither mlflow nor torch by itself.
@@ -12,14 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .local_server import LocalMlflowServer, ServerStartError
     from .metrics import MetricsLogger
-    from .package import (
-        PackageError,
-        PatternModel,
-        load_package,
-        package_model,
-        read_manifest,
-        verify_package,
-    )
+    from .package import PackageError, package_model, read_manifest, verify_package
     from .registry import (
         ModelNotFoundError,
         RegisteredVersion,
@@ -35,8 +29,6 @@ _WHERE = {
     "ServerStartError": "local_server",
     "MetricsLogger": "metrics",
     "PackageError": "package",
-    "PatternModel": "package",
-    "load_package": "package",
     "package_model": "package",
     "read_manifest": "package",
     "verify_package": "package",
@@ -54,13 +46,11 @@ __all__ = [
     "MetricsLogger",
     "ModelNotFoundError",
     "PackageError",
-    "PatternModel",
     "RegisteredVersion",
     "RegistrationError",
     "RegistryError",
     "ServerStartError",
     "fetch_model",
-    "load_package",
     "package_model",
     "read_manifest",
     "register_command",

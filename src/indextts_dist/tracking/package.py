@@ -1,10 +1,11 @@
-"""The registered model's contents as one self-describing folder, and loading it back.
+"""The registered model's package FORMAT: writing the folder, reading its manifest, verifying it.
 
 ```
 adapter/adapter_config.json, adapter/adapter_model.safetensors   PEFT LoRA adapter
 global_conditioning.safetensors                                  the ONE conditioning it was trained with
 tokenizer/bpe.model                                              SentencePiece model
 gpt_config.json                                                  the GPT stage's config (official keys)
+speaker_embeddings.safetensors                                   second-stage speaker features (optional)
 reference/*                                                      the speaker's reference clip(s)
 manifest.json                                                    what, from which base, why this checkpoint
 ```
@@ -13,6 +14,9 @@ The adapter only makes sense on the base it was trained on, with the conditionin
 against; the manifest records the base fingerprint and the sha256 of every file, so a mismatch is
 one clear line at load time instead of quietly wrong speech. The folder is built in a temporary
 sibling and renamed into place: a crash leaves the previous package or none, never half of one.
+
+This module knows files, names and hashes only; it imports no model code. Assembling a runnable
+model from a package (base + merged adapter + tokenizer + conditioning) is `inference.loaded`.
 """
 
 from __future__ import annotations
@@ -22,30 +26,34 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..conditioning import GlobalConditioning, load_conditioning
+import sentencepiece as spm
+
+from ..conditioning import load_conditioning
 from ..dataset.layout import CONDITIONING_FILE, INFO_FILE
-from ..generate.text_to_codes import CodeGenerator
-from ..inference.placement import Placement, resolve_placement
-from ..lora import load_merged
-from ..model import TINY_LABEL, GPTConfig, UnifiedVoice, build_model, file_sha256
-from ..model import base_fingerprint as fingerprint_of_base
-from ..text import TextTokenizer
 from ..utils.atomic import atomic_write_text
+from ..utils.hashing import file_sha256
 
 __all__ = [
+    "ADAPTER_DIR",
+    "CONFIG_FILE",
+    "EDITED",
     "FORMAT",
     "FORMAT_VERSION",
     "MANIFEST",
+    "MISSING",
     "PYFUNC_MODEL_CONFIG",
-    "WEIGHTS_DIR_ENV",
+    "SPEAKER_EMBEDDINGS_FILE",
+    "TOKENIZER_FILE",
     "PackageError",
-    "PatternModel",
-    "load_package",
+    "PackageFiles",
+    "file_problems",
+    "installed_version",
     "package_model",
     "read_manifest",
     "verify_package",
@@ -54,14 +62,13 @@ __all__ = [
 FORMAT = "indextts-dist/pattern-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-WEIGHTS_DIR_ENV = "INDEXTTS_WEIGHTS_DIR"
-"""Folder holding the official `gpt.pth` when `load_package` is not given `weights_dir`."""
 
 PYFUNC_MODEL_CONFIG: dict[str, str] = {"device": "", "dtype": "float32"}
 """The `model_config` the pyfunc must be logged with. MLflow lets `load_model(uri, model_config=...)`
 override only the keys a logged model declares (it drops the others with a warning), so these two
 keys are what makes `--device/--dtype` reachable from MLflow. "" = the default device."""
 
+ADAPTER_DIR = "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILE = "tokenizer/bpe.model"
 CONFIG_FILE = "gpt_config.json"
@@ -73,23 +80,12 @@ class PackageError(ValueError):
     """A package (or its inputs) that is incomplete, inconsistent or meant for another base model."""
 
 
-@dataclass
-class PatternModel:
-    """A loaded package: base + merged adapter, tokenizer, conditioning, and a ready generator."""
+class ModelConfig(Protocol):
+    """What packaging needs of the GPT config (`model.GPTConfig`), named without importing it."""
 
-    model: UnifiedVoice
-    tokenizer: TextTokenizer
-    conditioning: GlobalConditioning
-    manifest: dict[str, Any]
-    generator: CodeGenerator
-    path: Path
-    placement: Placement
-    """Where `model` (and the generator's prefix) live; the second stage goes to the same place."""
+    number_text_tokens: int
 
-    @property
-    def label(self) -> str | None:
-        """TINY_LABEL for the tiny preset (its output is not speech), else None."""
-        return self.manifest.get("label")
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 # -- building -----------------------------------------------------------------------------------------
@@ -101,7 +97,7 @@ def package_model(
     adapter_dir: str | Path,
     conditioning_path: str | Path,
     tokenizer_path: str | Path,
-    gpt_config: GPTConfig,
+    gpt_config: ModelConfig,
     preset: str,
     seed: int,
     base_fingerprint: str,
@@ -111,30 +107,29 @@ def package_model(
     dataset_info: dict[str, Any] | None,
     speaker_embeddings: str | Path | None = None,
     dataset_info_path: str | Path | None = None,
+    label: str | None = None,
 ) -> Path:
     """Validate the inputs, then write the package folder atomically; returns `out_dir`.
 
     `dataset_info_path` only names the dataset in errors (default: `dataset_info.json` beside the
-    conditioning, where preprocess writes both)."""
+    conditioning, where preprocess writes both). `label` is the note every output of this model
+    carries (`model.TINY_LABEL` for the tiny preset's random weights); the caller knows what its
+    preset means, the format only records it."""
     out_dir = Path(out_dir)
     adapter_dir = Path(adapter_dir)
     for name in ADAPTER_FILES:
         if not (adapter_dir / name).is_file():
             raise PackageError(f"{adapter_dir}: not a PEFT adapter folder ({name} missing)")
     lora = _lora_settings(adapter_dir / "adapter_config.json")
-    conditioning = load_conditioning(conditioning_path, gpt_config)  # one-line error if it does not fit
-    cond_base = conditioning.metadata.get("base_model_fingerprint")
-    if cond_base != base_fingerprint:
-        raise PackageError(
-            f"{conditioning_path}: conditioning was computed on base {cond_base or '(unrecorded)'}, "
-            f"the adapter's base is {base_fingerprint}"
-        )
-    tokenizer = TextTokenizer(tokenizer_path)
+    # The conditioning module's own reader: a one-line ConditioningError if it does not fit the model.
+    conditioning_metadata = load_conditioning(conditioning_path, gpt_config).metadata  # type: ignore[arg-type]
+    _check_conditioning_base(conditioning_metadata, base_fingerprint, conditioning_path)
+    tokenizer = _tokenizer_summary(Path(tokenizer_path))
     info_path = Path(dataset_info_path or Path(conditioning_path).with_name(INFO_FILE))
-    _check_tokenizer(tokenizer, Path(tokenizer_path), dataset_info, info_path)
-    if tokenizer.vocab_size > gpt_config.number_text_tokens:
+    _check_tokenizer(tokenizer["sha256"], Path(tokenizer_path), dataset_info, info_path)
+    if tokenizer["vocab_size"] > gpt_config.number_text_tokens:
         raise PackageError(
-            f"{tokenizer_path}: tokenizer has {tokenizer.vocab_size} pieces, "
+            f"{tokenizer_path}: tokenizer has {tokenizer['vocab_size']} pieces, "
             f"the model only {gpt_config.number_text_tokens}"
         )
     clips = [Path(c) for c in reference_clips]
@@ -145,11 +140,11 @@ def package_model(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        (tmp / "adapter").mkdir()
+        (tmp / ADAPTER_DIR).mkdir()
         for name in ADAPTER_FILES:
-            shutil.copyfile(adapter_dir / name, tmp / "adapter" / name)
+            shutil.copyfile(adapter_dir / name, tmp / ADAPTER_DIR / name)
         shutil.copyfile(conditioning_path, tmp / CONDITIONING_FILE)
-        (tmp / "tokenizer").mkdir()
+        (tmp / TOKENIZER_FILE).parent.mkdir()
         shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
         atomic_write_text(tmp / CONFIG_FILE, json.dumps(gpt_config.to_dict(), indent=1) + "\n")
         (tmp / "reference").mkdir()
@@ -164,9 +159,9 @@ def package_model(
             "preset": preset,
             "seed": int(seed),
             "base_fingerprint": base_fingerprint,
-            "label": TINY_LABEL if preset == "tiny" else None,
-            "conditioning": {"sha256": file_sha256(conditioning_path), "metadata": conditioning.metadata},
-            "tokenizer": {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
+            "label": label,
+            "conditioning": {"sha256": file_sha256(conditioning_path), "metadata": conditioning_metadata},
+            "tokenizer": tokenizer,
             "lora": lora,
             "params": params,
             "selection": selection,
@@ -186,17 +181,40 @@ def package_model(
     return out_dir
 
 
-def _check_tokenizer(
-    tokenizer: TextTokenizer, path: Path, dataset_info: dict[str, Any] | None, info_path: Path
-) -> None:
+def _check_conditioning_base(metadata: dict[str, str], want: str, path: str | Path) -> None:
+    """The conditioning must have been computed on the adapter's base; a file that records no base
+    cannot be shown to fit and is refused too. Reads the file's metadata only.
+
+    TODO(issue 12): the shared rule `conditioning.check_base(...)` replaces this function."""
+    cond_base = metadata.get("base_model_fingerprint")
+    if cond_base != want:
+        raise PackageError(
+            f"{path}: conditioning was computed on base {cond_base or '(unrecorded)'}, "
+            f"the adapter's base is {want}"
+        )
+
+
+def _tokenizer_summary(path: Path) -> dict[str, Any]:
+    """sha256 and piece count of a SentencePiece model, read with sentencepiece itself (the text
+    front end is model code this module does not import)."""
+    try:
+        blob = path.read_bytes()
+        processor = spm.SentencePieceProcessor()
+        processor.LoadFromSerializedProto(blob)
+    except Exception as exc:  # OSError, or sentencepiece's RuntimeError/OSError on a bad file
+        raise PackageError(f"{path}: not a readable SentencePiece model ({_first_line(exc)})") from None
+    return {"sha256": file_sha256(path), "vocab_size": int(processor.get_piece_size())}
+
+
+def _check_tokenizer(sha256: str, path: Path, dataset_info: dict[str, Any] | None, info_path: Path) -> None:
     """The packaged bpe.model must be the one the dataset's text ids were made with: another one
     maps the same ids to other pieces, so the adapter would be conditioned on text it never saw.
     A dataset_info without a tokenizer fingerprint (older datasets) has nothing to compare with."""
     fingerprints = (dataset_info or {}).get("fingerprints") or {}
     want = fingerprints.get("tokenizer") if isinstance(fingerprints, dict) else None
-    if want and want != tokenizer.sha256:
+    if want and want != sha256:
         raise PackageError(
-            f"{path}: tokenizer (sha256 {tokenizer.sha256[:12]}…) is not the one the dataset was "
+            f"{path}: tokenizer (sha256 {sha256[:12]}…) is not the one the dataset was "
             f"preprocessed with ({info_path}: fingerprints.tokenizer {str(want)[:12]}…); package "
             "the dataset's own bpe.model"
         )
@@ -286,63 +304,65 @@ def verify_package(package_dir: str | Path) -> dict[str, Any]:
     """Manifest plus every file present with the recorded sha256. Returns the manifest."""
     root = Path(package_dir)
     manifest = read_manifest(root)
-    for rel, digest in manifest.get("files", {}).items():
-        path = root / rel
-        if not path.is_file():
+    for rel, problem in file_problems(root, manifest).items():
+        if problem == MISSING:
             raise PackageError(f"{root}: {rel} is missing")
-        if file_sha256(path) != digest:
-            raise PackageError(f"{root}: {rel} does not match its sha256 in the manifest (corrupt or edited)")
+        raise PackageError(f"{root}: {rel} does not match its sha256 in the manifest (corrupt or edited)")
     return manifest
 
 
-def load_package(
-    package_dir: str | Path,
-    weights_dir: str | Path | None = None,
-    placement: Placement | None = None,
-) -> PatternModel:
-    """Base from the manifest's preset (tiny: from its seed; official-v2: `weights_dir/gpt.pth`, or
-    `$INDEXTTS_WEIGHTS_DIR`), checked against the recorded fingerprint, with the adapter merged.
+MISSING, EDITED = "missing", "edited"
 
-    The adapter is merged in float32 on the host (one rounding of base + update, not two), then the
-    merged model is moved to `placement` (default: `resolve_placement()`, i.e. CUDA when present,
-    float32)."""
-    placement = placement or resolve_placement()
+
+def file_problems(package_dir: str | Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Payload file -> MISSING or EDITED, for each one not as the manifest recorded it (in manifest
+    order). `verify_package` refuses the first; `diagnose` reports them all."""
     root = Path(package_dir)
-    manifest = verify_package(root)
-    preset = manifest["preset"]
-    seed = int(manifest.get("seed", 0))
-    config = GPTConfig.from_dict(json.loads((root / CONFIG_FILE).read_text()))
-    weights = _weights_file(preset, weights_dir)
-    have = fingerprint_of_base(preset, weights, seed=seed)
-    want = manifest["base_fingerprint"]
-    if have != want:
-        raise PackageError(f"adapter was trained on base {want}, this base is {have}")
-    base = build_model(preset, weights, config=config, seed=seed, with_conditioning_encoders=False)
-    try:
-        model = load_merged(base, root / "adapter")
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise PackageError(
-            f"{root / 'adapter'}: adapter does not fit the base model ({_first_line(exc)})"
-        ) from None
-    placement.module(model.eval())
-    tokenizer = TextTokenizer(root / TOKENIZER_FILE)
-    conditioning = load_conditioning(root / CONDITIONING_FILE, config)
-    generator = CodeGenerator(model, tokenizer, conditioning)
-    return PatternModel(model, tokenizer, conditioning, manifest, generator, root, placement)
+    found = {}
+    for rel, digest in (manifest.get("files") or {}).items():
+        path = root / rel
+        if not path.is_file():
+            found[rel] = MISSING
+        elif file_sha256(path) != digest:
+            found[rel] = EDITED
+    return found
 
 
-def _weights_file(preset: str, weights_dir: str | Path | None) -> Path | None:
-    if preset == "tiny":
-        return None
-    folder = weights_dir or os.environ.get(WEIGHTS_DIR_ENV)
-    if not folder:
-        raise PackageError(
-            f"preset {preset!r} needs the official weights: pass weights_dir or set {WEIGHTS_DIR_ENV}"
-        )
-    path = Path(folder) / "gpt.pth"
-    if not path.is_file():
-        raise PackageError(f"{path}: official GPT weights not found")
-    return path
+@dataclass(frozen=True)
+class PackageFiles:
+    """Where each part of a package lives: the names are spelled here only."""
+
+    root: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / ADAPTER_DIR
+
+    @property
+    def conditioning(self) -> Path:
+        return self.root / CONDITIONING_FILE
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / TOKENIZER_FILE
+
+    @property
+    def gpt_config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def speaker_embeddings(self) -> Path:
+        return self.root / SPEAKER_EMBEDDINGS_FILE
+
+    def read_gpt_config(self) -> dict[str, Any]:
+        """The GPT config as recorded (official keys); `model.GPTConfig.from_dict` reads it."""
+        try:
+            config = json.loads(self.gpt_config.read_text())
+        except (OSError, ValueError) as exc:
+            raise PackageError(f"{self.gpt_config}: unreadable GPT config ({_first_line(exc)})") from None
+        if not isinstance(config, dict):
+            raise PackageError(f"{self.gpt_config}: not a GPT config (a JSON object)")
+        return config
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,8 +2,9 @@
 
 Nothing is pickled: `mlflow.pyfunc.load_model("models:/NAME@ALIAS")` executes this file (which needs
 only the installed `indextts-dist`), then `load_context` loads the package folder logged as the
-artifact `package` (base + merged adapter + tokenizer + conditioning). Absolute imports only: MLflow
-runs the file by path, not as part of the package.
+artifact `package` into the same `LoadedModel` every other door uses (base + merged adapter +
+tokenizer + conditioning; long texts segmented like `infer`). Absolute imports only: MLflow runs the
+file by path, not as part of the package.
 
     model.predict(["Hello there.", "[UH] well"], params={"seed": 0, "max_new_tokens": 200})
     -> [[code, ...], [code, ...]]     (semantic codes per text, without the stop code)
@@ -24,8 +25,9 @@ from typing import Any
 import mlflow
 
 from indextts_dist.generate import DecodingConfig
+from indextts_dist.inference.loaded import LoadedModel, load_package
 from indextts_dist.inference.placement import Placement, resolve_placement
-from indextts_dist.tracking.package import PYFUNC_MODEL_CONFIG, PatternModel, load_package
+from indextts_dist.tracking.package import PYFUNC_MODEL_CONFIG
 
 __all__ = ["PatternCodesModel", "decoding_from_params", "placement_from_config", "texts_from_input"]
 
@@ -74,11 +76,11 @@ class PatternCodesModel(mlflow.pyfunc.PythonModel):
     trained with."""
 
     def __init__(self) -> None:
-        self.package: PatternModel | None = None
+        self.loaded: LoadedModel | None = None
 
     def load_context(self, context: Any) -> None:
         placement = placement_from_config(getattr(context, "model_config", None))
-        self.package = load_package(context.artifacts["package"], placement=placement)
+        self.loaded = load_package(context.artifacts["package"], placement=placement)
 
     # `model_input` is deliberately unannotated: mlflow 3.17 turns any annotation on it into an
     # inferred signature that REPLACES the logged one, and that one has no params schema, so every
@@ -86,10 +88,10 @@ class PatternCodesModel(mlflow.pyfunc.PythonModel):
     # `predict` method" warning is therefore expected; it forces its own warning filter, so it
     # cannot be silenced here.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
-        if self.package is None:
+        if self.loaded is None:
             raise RuntimeError("model not loaded (load it with mlflow.pyfunc.load_model)")
         texts = texts_from_input(model_input)
-        results = self.package.generator(texts, decoding_from_params(params))
+        results = self.loaded(texts, decoding_from_params(params), latents=False)
         return [[int(c) for c in r.codes.tolist()] for r in results]
 
 
