@@ -240,3 +240,38 @@ def test_type_checking_imports_and_own_parents_are_not_circles(tmp_path: Path) -
         },
     )
     assert find_cycles(import_graph(tmp_path, "pkg")) == []
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+LAYERS = {
+    "tracking.package": MODEL_CODE,  # the package format: files, not models
+    "train": {"preprocess", "speech"},  # train reads the dataset contract, never raw audio
+    "model": {"train", "tracking", "inference"},
+    "speech": {"train", "tracking", "inference"},
+    "conditioning": {"model", "train", "tracking", "inference", "preprocess"},
+    "dataset": {"model", "train", "tracking", "inference", "preprocess"},
+}
+"""Module (or package) -> top-level packages it must not reach, directly or through others."""
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_layers_reach_only_what_they_may(layer: str) -> None:
+    graph = import_graph(SRC, ROOT)
+    starts = [m for m in graph if m == f"{ROOT}.{layer}" or m.startswith(f"{ROOT}.{layer}.")]
+    assert starts, layer
+    bad = {}
+    for start in starts:
+        reached = _reachable(graph, start)
+        hits = sorted(m for m in reached if len(m.split(".")) > 1 and m.split(".")[1] in LAYERS[layer])
+        if hits:
+            bad[start] = hits[:4]
+    assert not bad, bad

@@ -29,9 +29,9 @@ from indextts_dist.cli.main import main
 from indextts_dist.conditioning import GlobalConditioning, save_conditioning
 from indextts_dist.generate import DecodingConfig
 from indextts_dist.inference.loaded import LoadedModel
-from indextts_dist.inference.placement import PlacementError, resolve_placement
 from indextts_dist.lora import LoraSettings, apply_lora
 from indextts_dist.model import base_fingerprint, build_model, preset
+from indextts_dist.placement import PlacementError, resolve_placement
 from indextts_dist.text import TextTokenizer, tiny_model_path, tiny_tokenizer
 from indextts_dist.tracking import PackageError, package_model
 
@@ -242,9 +242,10 @@ FORBIDDEN = re.compile(
     r"|\.cpu\(\)|\.numpy\(\)"  # a trip to the host outside `to_host` / `host_numpy`
     r"|torch\.Generator\(\)"  # a generator on the default device
 )
-ALLOWED = SRC / "inference" / "placement.py"
+ALLOWED = SRC / "placement.py"
 """The one helper: resolves the placement and holds `to_host`/`host_numpy`, the only way back."""
 INFERENCE_FILES = [
+    ALLOWED,
     *sorted((SRC / "inference").glob("*.py")),
     *sorted((SRC / "generate").glob("*.py")),
     SRC / "tracking" / "pyfunc_model.py",

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..generate import DecodingConfig
-from ..inference.placement import DTYPES, Placement, resolve_placement
+from ..placement import DTYPES, Placement, resolve_placement
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:

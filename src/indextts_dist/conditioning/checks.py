@@ -10,6 +10,7 @@ starts, not found out after it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -25,11 +26,16 @@ _SAME_CLIPS = ("num_clips", "source_digest")
 
 
 def check_base(
-    cond: GlobalConditioning, expected_fingerprint: str, source: str, base: str = "this base"
+    cond: GlobalConditioning | Mapping[str, str],
+    expected_fingerprint: str,
+    source: str,
+    base: str = "this base",
 ) -> None:
-    """Refuse `cond` (read from `source`) unless it was computed on the base whose fingerprint is
-    `expected_fingerprint`; `base` names that base for the user (`--weights W`, a preset's seed…)."""
-    made_with = cond.metadata.get(BASE_KEY)
+    """Refuse `cond` (read from `source`; the conditioning or just its metadata) unless it was
+    computed on the base whose fingerprint is `expected_fingerprint`; `base` names that base for the
+    user (`--weights W`, a preset's seed…)."""
+    metadata = cond.metadata if isinstance(cond, GlobalConditioning) else cond
+    made_with = metadata.get(BASE_KEY)
     if not made_with:
         raise ConditioningError(
             f"{source}: conditioning records no {BASE_KEY}, so it cannot be checked against the base "

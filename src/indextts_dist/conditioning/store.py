@@ -15,10 +15,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from ..model.config import GPTConfig
 from ..utils.atomic import atomic_write_bytes
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only the two sizes are read: the conditioning module needs no model code
+    from ..model.config import GPTConfig
     from .sums import ConditioningSums
 
 __all__ = ["ConditioningError", "GlobalConditioning", "load_conditioning", "save_conditioning"]

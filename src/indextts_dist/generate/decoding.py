@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from ..inference.placement import placement_of, to_host
 from ..model.unified_voice import UnifiedVoice
+from ..placement import placement_of, to_host
 from .beams import BeamHypotheses
 from .processors import apply_processors
 

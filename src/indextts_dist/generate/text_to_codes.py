@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from ..conditioning import GlobalConditioning
-from ..inference.placement import placement_of
 from ..model import UnifiedVoice
+from ..placement import placement_of
 from ..text import TextTokenizer
 
 __all__ = ["check_tokenizer_fits", "conditioning_prefix"]

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..conditioning import ConditioningError, GlobalConditioning
+from ..conditioning import GlobalConditioning, check_base
 from ..model import GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
 from ..tracking.package import PackageError
 
@@ -71,19 +71,5 @@ def weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | Non
 
 
 def check_conditioning_base(conditioning: GlobalConditioning, source: str | Path, base: BaseSpec) -> None:
-    """The conditioning must have been computed on the base that runs: a prefix from another GPT is
-    noise to this one (codes come out, patterns do not). A file that records no base is refused.
-
-    TODO(issue 12): the shared rule `conditioning.check_base(...)` replaces this function."""
-    made_with = conditioning.metadata.get("base_model_fingerprint")
-    if not made_with:
-        raise ConditioningError(
-            f"{source}: conditioning records no base_model_fingerprint, so it cannot be checked against "
-            "the base model; recompute it with `indextts-dist preprocess`"
-        )
-    have = base.fingerprint()
-    if made_with != have:
-        raise ConditioningError(
-            f"{source}: conditioning was computed on base {made_with[:12]}…, but the base given is "
-            f"{base.describe()} ({have[:12]}…); pass the weights it was made with, or recompute it"
-        )
+    """The conditioning must have been computed on the base that runs (`conditioning.check_base`)."""
+    check_base(conditioning, base.fingerprint(), str(source), base.describe())

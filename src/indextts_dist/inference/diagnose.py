@@ -21,13 +21,13 @@ from ..conditioning import ConditioningError, load_conditioning
 from ..dataset.layout import CONDITIONING_FILE, DATASET_VERSION
 from ..generate import DecodingConfig
 from ..model import CheckpointError, GPTConfig
+from ..placement import Placement, resolve_placement
 from ..tracking.package import MISSING, PackageError, PackageFiles, file_problems, read_manifest
 from ..utils.hashing import file_sha256
 from .adapter_norms import AdapterError, adapter_norms
 from .code_stats import code_statistics, pause_code_set, stat_deltas
 from .diagnose_table import format_table
 from .loaded import load_package
-from .placement import Placement, resolve_placement
 
 __all__ = ["DATASET_VERSION", "check_conditioning", "check_dataset", "diagnose", "format_table"]
 

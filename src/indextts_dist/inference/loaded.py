@@ -33,11 +33,11 @@ from ..generate import DecodingConfig, generate_codes
 from ..generate.text_to_codes import check_tokenizer_fits, conditioning_prefix
 from ..lora import load_merged
 from ..model import TINY_LABEL, GPTConfig, UnifiedVoice
+from ..placement import Placement, placement_of, resolve_placement, to_host
 from ..text import TextTokenizer, tiny_tokenizer
 from ..tracking.package import PackageError, PackageFiles, verify_package
 from ..tracking.registry import fetch_model
 from .base_model import BaseSpec, check_conditioning_base, weights_dir_or_env, weights_file
-from .placement import Placement, placement_of, resolve_placement, to_host
 from .results import Synthesis
 from .segment import MAX_SEGMENT_TOKENS, split_segments
 from .speech_output import SpeechRenderer

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..generate import DecodingConfig
+from ..placement import host_numpy
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
-from .placement import host_numpy
 from .results import Synthesis
 
 __all__ = ["npy_bytes", "write_synthesis"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..placement import Placement, host_numpy, resolve_placement
 from ..speech.second_stage import OUTPUT_SAMPLE_RATE, SecondStage, load_speaker_embeddings
 from ..tracking.package import SPEAKER_EMBEDDINGS_FILE, PackageError
 from ..utils.atomic import atomic_write_bytes
-from .placement import Placement, host_numpy, resolve_placement
 from .results import Synthesis
 
 __all__ = ["SEGMENT_GAP_S", "SpeechRenderer"]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from ..utils.hashing import file_sha256
 from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerprint
 from .config import GPTConfig, preset
 from .unified_voice import UnifiedVoice
 
-__all__ = ["TINY_LABEL", "base_fingerprint", "build_model", "file_sha256"]
+__all__ = ["TINY_LABEL", "base_fingerprint", "build_model"]
 
 TINY_LABEL = "tiny preset: seeded RANDOM weights, for tests and demos only; its output is not speech"
 
@@ -40,14 +40,6 @@ def build_model(
     if not with_conditioning_encoders:
         model.drop_conditioning_encoders()
     return model.eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def base_fingerprint(preset_name: str, weights: str | Path | None = None, seed: int = 0) -> str:

@@ -36,8 +36,8 @@ from torch import nn
 from indextts_dist.audio import ClipRejected, load_audio
 from indextts_dist.codec import build_codec, load_codec
 from indextts_dist.features import SemanticFeatures
-from indextts_dist.inference.placement import to_host
 from indextts_dist.model.checkpoint import CheckpointError
+from indextts_dist.placement import to_host
 from indextts_dist.speech.bigvgan import BIGVGAN_TINY, BigVGAN, BigVGANConfig, build_bigvgan, load_bigvgan
 from indextts_dist.speech.campplus import CAMPPLUS_TINY, CAMPPlus, build_campplus, load_campplus
 from indextts_dist.speech.cfm import DEFAULT_CFG_RATE, DEFAULT_STEPS

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import sentencepiece as spm
 
-from ..conditioning import load_conditioning
+from ..conditioning import ConditioningError, check_base, load_conditioning
 from ..dataset.layout import CONDITIONING_FILE, INFO_FILE
 from ..utils.atomic import atomic_write_text
 from ..utils.hashing import file_sha256
@@ -182,16 +182,11 @@ def package_model(
 
 
 def _check_conditioning_base(metadata: dict[str, str], want: str, path: str | Path) -> None:
-    """The conditioning must have been computed on the adapter's base; a file that records no base
-    cannot be shown to fit and is refused too. Reads the file's metadata only.
-
-    TODO(issue 12): the shared rule `conditioning.check_base(...)` replaces this function."""
-    cond_base = metadata.get("base_model_fingerprint")
-    if cond_base != want:
-        raise PackageError(
-            f"{path}: conditioning was computed on base {cond_base or '(unrecorded)'}, "
-            f"the adapter's base is {want}"
-        )
+    """The shared rule (`conditioning.check_base`) on the file's metadata, as a packaging error."""
+    try:
+        check_base(metadata, want, str(path), "the adapter's base")
+    except ConditioningError as exc:
+        raise PackageError(str(exc)) from exc
 
 
 def _tokenizer_summary(path: Path) -> dict[str, Any]:

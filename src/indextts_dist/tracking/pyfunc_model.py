@@ -26,7 +26,7 @@ import mlflow
 
 from indextts_dist.generate import DecodingConfig
 from indextts_dist.inference.loaded import LoadedModel, load_package
-from indextts_dist.inference.placement import Placement, resolve_placement
+from indextts_dist.placement import Placement, resolve_placement
 from indextts_dist.tracking.package import PYFUNC_MODEL_CONFIG
 
 __all__ = ["PatternCodesModel", "decoding_from_params", "placement_from_config", "texts_from_input"]
