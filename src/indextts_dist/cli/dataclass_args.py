@@ -124,16 +124,21 @@ def add_dataclass_arguments(
     exclude: Collection[str] = (),
     required: Collection[str] = (),
     positional: Collection[str] = (),
+    defaults: Mapping[str, Any] | None = None,
 ) -> list[argparse.Action]:
     """Add one argument per field of dataclass `cls` (except `exclude`) to `parser`; return the actions.
 
     A field without a default is required; `required` makes others required too. `positional` fields
-    become positional arguments. Raises TypeError for a field without a docstring or whose type has no
-    command-line form, so the mistake surfaces on the first `--help`, not in a user's hands.
+    become positional arguments. `defaults` replaces a field's default on the command line only
+    (e.g. a fixed seed for a command whose runs should repeat, where the API's default is None).
+    Raises TypeError for a field without a docstring or whose type has no command-line form, so the
+    mistake surfaces on the first `--help`, not in a user's hands.
     """
     hints = typing.get_type_hints(cls)
     docs = field_docstrings(cls)
-    unknown = (set(exclude) | set(required) | set(positional)) - {f.name for f in dataclasses.fields(cls)}
+    defaults = dict(defaults or {})
+    named = set(exclude) | set(required) | set(positional) | set(defaults)
+    unknown = named - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
     actions = []
@@ -145,7 +150,7 @@ def add_dataclass_arguments(
                 f"{cls.__name__}.{f.name} has no docstring: write one (the string literal after the field), "
                 "it is the flag's --help line"
             )
-        default = _default(f)
+        default = defaults.get(f.name, _default(f))
         kwargs = _parsing(cls, f.name, hints[f.name], default)
         help_text = docs[f.name].replace("%", "%%")  # argparse %-formats help strings
         if default is not dataclasses.MISSING and default is not None and "action" not in kwargs:

@@ -40,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, default=8, help="espeak-ng clips in the demo corpus")
     p.add_argument("--ranks", type=int, default=2, help="preprocess ranks (torchrun processes)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs")
-    p.add_argument("--accelerate-config", default="accelerate_config.cpu.yaml")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accelerate-config", default="accelerate_config.cpu.yaml",
+                   help="accelerate config of the training step (2-process CPU DeepSpeed)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the corpus, the tiny weights and decoding")
     add_placement_args(p)  # where steps 5-6 (generation, diagnose) run; training follows its config
     p.set_defaults(func=run)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..generate import DecodingConfig
 from ..placement import DTYPES, Placement, resolve_placement
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:
@@ -29,44 +30,32 @@ def placement_from_args(args: argparse.Namespace) -> Placement:
     return resolve_placement(args.device, args.dtype)
 
 
+DECODING_RENAME = {"max_new_tokens": "max-codes"}
+DECODING_INTERNAL = ("do_sample", "length_penalty", "penalize_prompt_ids", "use_kv_cache")
+"""Settings that define the official decoding itself (or its validation baseline): not flags."""
+
+
 def add_decoding_args(p: argparse.ArgumentParser) -> None:
-    """Every decoding setting is an option; defaults are the official ones (SPEC §f)."""
-    d = DecodingConfig()
+    """Every decoding setting is an option, derived from `DecodingConfig` (help = its docstrings);
+    defaults are the official ones (SPEC §f), except that the command line fixes the seed at 0 so
+    that a run repeats."""
     g = p.add_argument_group("decoding (defaults: official IndexTTS2 inference)")
     g.add_argument("--greedy", action="store_true", help="argmax decoding, one beam, no penalty")
-    g.add_argument("--num-beams", type=int, default=d.num_beams)
-    g.add_argument("--top-k", type=int, default=d.top_k)
-    g.add_argument("--top-p", type=float, default=d.top_p)
-    g.add_argument("--temperature", type=float, default=d.temperature)
-    g.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)
-    g.add_argument("--max-codes", type=int, default=d.max_new_tokens, help="cap on generated codes")
-    g.add_argument(
-        "--mel-positions",
-        choices=["official", "training"],
-        default=d.mel_positions,
-        help="official: the +1 position skip of the released inference; training: training positions",
+    add_dataclass_arguments(
+        g, DecodingConfig, rename=DECODING_RENAME, exclude=DECODING_INTERNAL, defaults={"seed": 0}
     )
-    g.add_argument("--seed", type=int, default=0)
 
 
 def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
     if args.greedy:
         return DecodingConfig.greedy(args.max_codes, mel_positions=args.mel_positions, seed=args.seed)
-    return DecodingConfig(
-        num_beams=args.num_beams,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        temperature=args.temperature,
-        repetition_penalty=args.repetition_penalty,
-        max_new_tokens=args.max_codes,
-        mel_positions=args.mel_positions,
-        seed=args.seed,
-    )
+    return dataclass_from_args(DecodingConfig, args, rename=DECODING_RENAME)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate semantic codes for texts from local files")
-    p.add_argument("--preset", choices=["tiny", "official-v2"], default="tiny")
+    p.add_argument("--preset", choices=["tiny", "official-v2"], default="tiny",
+                   help="tiny: seeded random weights; official-v2: --weights and --bpe")  # fmt: skip
     p.add_argument("--weights", help="gpt.pth / .safetensors (required for official-v2)")
     p.add_argument("--bpe", help="SentencePiece model (official bpe.model); default for tiny: the tiny BPE")
     p.add_argument("--conditioning", required=True, help="global_conditioning.safetensors")
