@@ -14,6 +14,7 @@ from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from .errors import MissingFileError
 from .model import UnifiedVoice
 
 __all__ = ["GPT_TARGETS", "HEAD_TARGETS", "LoraSettings", "apply_lora", "load_merged"]
@@ -64,7 +65,7 @@ def load_merged(model: UnifiedVoice, adapter_dir: str | Path) -> UnifiedVoice:
     """Base + adapter merged into plain weights: inference runs at base speed, no adapter overhead."""
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir}: not a PEFT adapter folder (adapter_config.json missing)")
+        raise MissingFileError(f"{adapter_dir}: not a PEFT adapter folder (adapter_config.json missing)")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to True")
         return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

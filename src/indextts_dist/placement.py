@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UserError
+
 __all__ = [
     "DTYPES",
     "Placement",
@@ -38,7 +40,7 @@ HOST = torch.device("cpu")
 """Where outputs handed to users live (numpy arrays and CPU tensors)."""
 
 
-class PlacementError(ValueError):
+class PlacementError(UserError, ValueError):
     """An unknown dtype, an unparsable device, or a device this machine does not have (CLI exit 2)."""
 
 

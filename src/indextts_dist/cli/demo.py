@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import MissingFileError
 from ..generate import DecodingConfig
 from ..model import TINY_LABEL
 from ..utils.atomic import atomic_write_text
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out.resolve()
     config = Path(args.accelerate_config).resolve()
     if not config.is_file():
-        raise FileNotFoundError(f"{config}: accelerate config not found (run from the repository root)")
+        raise MissingFileError(f"{config}: accelerate config not found (run from the repository root)")
     start = time.perf_counter()
     name = "demo-speaker"
     print(f"indextts-dist demo — {TINY_LABEL}")

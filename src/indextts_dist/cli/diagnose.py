@@ -14,6 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError, MissingFileError
 from ..tracking import PackageError, fetch_model
 from .generate import add_decoding_args, add_placement_args, decoding_from_args, placement_from_args
 
@@ -52,10 +53,10 @@ def read_texts(path: str | None) -> list[str]:
         return list(DEFAULT_TEXTS)
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"{path}: texts file not found")
+        raise MissingFileError(f"{path}: texts file not found")
     texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
-        raise ValueError(f"{path}: no texts in the file (one text per line)")
+        raise InputError(f"{path}: no texts in the file (one text per line)")
     return texts
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import InputError, MissingFileError
 from ..generate import DecodingConfig
 from ..placement import DTYPES, Placement, resolve_placement
 from .dataclass_args import add_dataclass_arguments, dataclass_from_args
@@ -73,10 +74,10 @@ def read_texts(args: argparse.Namespace) -> list[str]:
     if args.texts:
         path = Path(args.texts)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: texts file not found")
+            raise MissingFileError(f"{path}: texts file not found")
         texts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not texts:
-        raise ValueError("no text given (use --text or --texts)")
+        raise InputError("no text given (use --text or --texts)")
     return texts
 
 

@@ -6,24 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..conditioning import ConditioningError
 from ..errors import UserError
-from ..model import CheckpointError
-from ..reference import ReferenceError
-from ..text import TokenizerError
 from . import demo, diagnose, generate, infer, preprocess, register, train, verify
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    CheckpointError,
-    ConditioningError,
-    ReferenceError,
-    TokenizerError,
-    FileNotFoundError,
-    FloatingPointError,
-    UserError,
-    ValueError,
-)
-"""Errors a user's input can cause: printed as one line with exit code 2."""
+USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
+"""The project's own error types (`errors.UserError` and its subclasses): printed as one line with
+exit code 2. Any other exception is a bug and shows its traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Teach IndexTTS2 a speaker's speaking patterns: LoRA on the GPT stage, one global "
         "conditioning, distributed.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="the job to run (each has --help)")
     for command in (demo, diagnose, generate, infer, preprocess, register, train, verify):
         command.add_parser(sub)
     return parser

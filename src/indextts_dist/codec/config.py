@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..errors import InputError
+
 __all__ = ["CODEC_PRESETS", "CodecConfig", "codec_preset"]
 
 
@@ -37,13 +39,13 @@ class CodecConfig:
     def __post_init__(self) -> None:
         # Other values would add modules (down/up convs, more stages) that no IndexTTS2 file holds.
         if self.num_quantizers != 1:
-            raise ValueError(f"codec num_quantizers={self.num_quantizers} is not supported (only 1)")
+            raise InputError(f"codec num_quantizers={self.num_quantizers} is not supported (only 1)")
         if self.downsample_scale != 1:
-            raise ValueError(f"codec downsample_scale={self.downsample_scale} is not supported (only 1)")
+            raise InputError(f"codec downsample_scale={self.downsample_scale} is not supported (only 1)")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"codec {f.name} must be a positive integer, got {value!r}")
+                raise InputError(f"codec {f.name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +56,7 @@ class CodecConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown codec config keys: {', '.join(unknown)}")
+            raise InputError(f"unknown codec config keys: {', '.join(unknown)}")
         return cls(**data)
 
 
@@ -70,6 +72,6 @@ def codec_preset(name: str) -> CodecConfig:
     try:
         return CODEC_PRESETS[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown codec preset {name!r}; choose one of: {', '.join(CODEC_PRESETS)}"
         ) from None

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from ..errors import UserError
 from ..utils.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:  # only the two sizes are read: the conditioning module needs no model code
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # only the two sizes are read: the conditioning module needs 
 __all__ = ["ConditioningError", "GlobalConditioning", "load_conditioning", "save_conditioning"]
 
 
-class ConditioningError(ValueError):
+class ConditioningError(UserError, ValueError):
     """A conditioning file that is missing, unreadable, or does not fit the model."""
 
 

@@ -11,12 +11,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from .layout import CONDITIONING_FILE, DATASET_VERSION, INFO_FILE, UNIT_RECORD_GLOB
 
 __all__ = ["DatasetError", "DatasetManifest", "SampleMeta", "load_manifest"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data folder the trainer cannot use as it is."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
+from ..errors import InputError, MissingFileError
 from ..weights_layout import WeightsLayout
 
 __all__ = ["FeatureStats", "SemanticFeatures", "load_stats", "tiny_w2v_bert_config"]
@@ -43,10 +44,10 @@ def load_stats(path: str | Path) -> FeatureStats:
     """Read the official stats dict {mean: [1024], var: [1024]} without unpickling anything else."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: w2v-BERT stats file not found")
+        raise MissingFileError(f"{path}: w2v-BERT stats file not found")
     data = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or not {"mean", "var"} <= set(data):
-        raise ValueError(f"{path}: expected a dict with 'mean' and 'var' tensors")
+        raise InputError(f"{path}: expected a dict with 'mean' and 'var' tensors")
     return FeatureStats(data["mean"].float().reshape(-1), data["var"].float().reshape(-1))
 
 
@@ -108,7 +109,7 @@ class SemanticFeatures:
         layout = WeightsLayout(Path(weights_dir))
         model_dir = layout.w2v_bert_dir
         if not (model_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{model_dir}: no local w2v-BERT 2.0 snapshot (config.json missing)")
+            raise MissingFileError(f"{model_dir}: no local w2v-BERT 2.0 snapshot (config.json missing)")
         extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(model_dir), local_files_only=True)
         model = Wav2Vec2BertModel.from_pretrained(str(model_dir), local_files_only=True)
         stats_path = layout.w2v_bert_stats

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from ..errors import InputError
 from ..model.unified_voice import UnifiedVoice
 from ..placement import placement_of, to_host
 from .beams import BeamHypotheses
@@ -61,17 +62,17 @@ class DecodingConfig:
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+            raise InputError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise InputError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+            raise InputError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.mel_positions not in ("official", "training"):
-            raise ValueError(f"mel_positions must be 'official' or 'training', got {self.mel_positions!r}")
+            raise InputError(f"mel_positions must be 'official' or 'training', got {self.mel_positions!r}")
 
     @classmethod
     def greedy(cls, max_new_tokens: int = 1500, **overrides: object) -> DecodingConfig:
@@ -121,7 +122,7 @@ def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Se
     for i, ids in enumerate(texts):
         ids = _strip_text_ids(ids, model)
         if len(ids) + 2 > cfg.text_positions:
-            raise ValueError(f"text of {len(ids)} tokens exceeds the model's limit of {cfg.max_text_tokens}")
+            raise InputError(f"text of {len(ids)} tokens exceeds the model's limit of {cfg.max_text_tokens}")
         text = torch.tensor([cfg.start_text_token, *ids, cfg.stop_text_token], device=device)[None]
         item_prefix = prefix[i if prefix.size(0) > 1 else 0].to(device=device, dtype=dtype)
         rows.append(torch.cat([item_prefix, model.embed_text(text)[0]], dim=0))

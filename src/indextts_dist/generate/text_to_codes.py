@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..conditioning import GlobalConditioning
+from ..errors import InputError
 from ..model import UnifiedVoice
 from ..placement import placement_of
 from ..text import TextTokenizer
@@ -21,7 +22,7 @@ __all__ = ["check_tokenizer_fits", "conditioning_prefix"]
 def check_tokenizer_fits(model: UnifiedVoice, tokenizer: TextTokenizer) -> None:
     """A tokenizer with more pieces than the model's text embedding would index past it."""
     if tokenizer.vocab_size > model.cfg.number_text_tokens:
-        raise ValueError(
+        raise InputError(
             f"tokenizer has {tokenizer.vocab_size} pieces, the model only {model.cfg.number_text_tokens}"
         )
 

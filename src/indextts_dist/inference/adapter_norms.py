@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..errors import UserError
+
 __all__ = ["NOTHING_LEARNED", "AdapterError", "AdapterNorms", "ModuleNorm", "adapter_norms", "lora_scale"]
 
 NOTHING_LEARNED = "this adapter learned nothing"
@@ -26,7 +28,7 @@ _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB]
 _LAYER = re.compile(r"\.h\.(?P<layer>\d+)\.(?P<kind>.+)$")
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError, ValueError):
     """The adapter folder cannot be read (one line)."""
 
 

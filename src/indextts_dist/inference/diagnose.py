@@ -19,6 +19,7 @@ from typing import Any
 
 from ..conditioning import ConditioningError, load_conditioning
 from ..dataset.layout import CONDITIONING_FILE, DATASET_VERSION
+from ..errors import InputError
 from ..generate import DecodingConfig
 from ..model import CheckpointError, GPTConfig
 from ..placement import Placement, resolve_placement
@@ -47,7 +48,7 @@ def diagnose(
     manifest = read_manifest(root)
     texts = [t.strip() for t in texts]
     if not texts or not all(texts):
-        raise ValueError("diagnose needs at least one text, and no empty ones")
+        raise InputError("diagnose needs at least one text, and no empty ones")
     if decoding.seed is None:  # base and adapted must draw the same random numbers
         decoding = dataclasses.replace(decoding, seed=0)
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..conditioning import GlobalConditioning, load_conditioning
+from ..errors import InputError, MissingFileError
 from ..generate import DecodingConfig, generate_codes
 from ..generate.text_to_codes import check_tokenizer_fits, conditioning_prefix
 from ..lora import load_merged
@@ -106,7 +107,7 @@ class LoadedModel:
         else:
             folder = Path(model)
             if not folder.is_dir():
-                raise FileNotFoundError(f"{folder}: no such model folder (or use a models:/NAME@ALIAS URI)")
+                raise MissingFileError(f"{folder}: no such model folder (or use a models:/NAME@ALIAS URI)")
         return load_package(
             folder, weights_dir=weights_dir, placement=placement, segment_tokens=segment_tokens
         )
@@ -159,7 +160,7 @@ class LoadedModel:
         """One `Synthesis` per text. `latents=False` skips the extra forward per segment (codes only)."""
         decoding = decoding or DecodingConfig()
         if any(not t.strip() for t in texts):
-            raise ValueError("empty text: nothing to synthesize")
+            raise InputError("empty text: nothing to synthesize")
         prepared = [self.tokenizer.prepare(t) for t in texts]
         per_text = [self.segment(p) for p in prepared]
         flat = [seg for segs in per_text for seg in segs]
@@ -298,7 +299,7 @@ def load_parts(
     elif preset == "tiny":
         text = tiny_tokenizer()
     else:
-        raise ValueError(f"preset {preset!r} needs its tokenizer (bpe.model; generate: --bpe)")
+        raise InputError(f"preset {preset!r} needs its tokenizer (bpe.model; generate: --bpe)")
     cond = load_conditioning(conditioning, base.gpt_config)
     check_conditioning_base(cond, conditioning, base)
     placement.module(model)

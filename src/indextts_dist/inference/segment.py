@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InputError
+
 __all__ = ["MAX_SEGMENT_TOKENS", "split_segments"]
 
 MAX_SEGMENT_TOKENS = 120
@@ -48,7 +50,7 @@ def _split(pieces: list[str], limit: int, level: int) -> list[list[str]]:
 def split_segments(pieces: Sequence[str], limit: int = MAX_SEGMENT_TOKENS) -> list[list[str]]:
     """Segments of at most `limit` pieces, preferring sentence boundaries; short neighbours merged."""
     if limit < 1:
-        raise ValueError(f"segment limit must be >= 1, got {limit}")
+        raise InputError(f"segment limit must be >= 1, got {limit}")
     pieces = list(pieces)
     if not pieces:
         return []

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..errors import UserError
 from .unified_voice import CONDITIONING_MODULES, UnifiedVoice
 
 __all__ = [
@@ -31,7 +32,7 @@ ALIAS_PREFIXES = ("inference_model.", "gpt.wte.")
 """Keys that share storage with real keys in post-init models; never part of the official layout."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded into the model as it is (one line: file, key, reason)."""
 
 

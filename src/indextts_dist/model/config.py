@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..errors import InputError
+
 __all__ = ["PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
 
 
@@ -31,17 +33,17 @@ class ConditionModuleConfig:
 
     def __post_init__(self) -> None:
         if self.input_layer != "conv2d2":
-            raise ValueError(
+            raise InputError(
                 f"condition module input_layer {self.input_layer!r} is not supported (only conv2d2)"
             )
         if self.output_size % self.attention_heads:
-            raise ValueError(
+            raise InputError(
                 f"condition module output_size {self.output_size} is not divisible by "
                 f"attention_heads {self.attention_heads}"
             )
         for name in ("output_size", "linear_units", "attention_heads", "num_blocks", "perceiver_mult"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"condition module {name} must be positive, got {getattr(self, name)}")
+                raise InputError(f"condition module {name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -95,18 +97,18 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.condition_type != "conformer_perceiver":
-            raise ValueError(f"condition_type {self.condition_type!r} is not supported (IndexTTS2 v2 only)")
+            raise InputError(f"condition_type {self.condition_type!r} is not supported (IndexTTS2 v2 only)")
         if not self.use_mel_codes_as_input:
-            raise ValueError("use_mel_codes_as_input=false is not an IndexTTS2 v2 model")
+            raise InputError("use_mel_codes_as_input=false is not an IndexTTS2 v2 model")
         if self.train_solo_embeddings:
-            raise ValueError("train_solo_embeddings=true is not an IndexTTS2 v2 model")
+            raise InputError("train_solo_embeddings=true is not an IndexTTS2 v2 model")
         if self.model_dim % self.heads:
-            raise ValueError(f"model_dim {self.model_dim} is not divisible by heads {self.heads}")
+            raise InputError(f"model_dim {self.model_dim} is not divisible by heads {self.heads}")
         if not (
             0 <= self.start_mel_token < self.number_mel_codes
             and 0 <= self.stop_mel_token < self.number_mel_codes
         ):
-            raise ValueError("start/stop mel tokens must lie inside number_mel_codes")
+            raise InputError("start/stop mel tokens must lie inside number_mel_codes")
 
     # Derived sizes -------------------------------------------------------------------------------
     @property
@@ -144,7 +146,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown GPT config keys: {', '.join(unknown)}")
+            raise InputError(f"unknown GPT config keys: {', '.join(unknown)}")
         values = dict(data)
         for key in ("condition_module", "emo_condition_module"):
             if key in values and isinstance(values[key], dict):
@@ -185,4 +187,4 @@ def preset(name: str) -> GPTConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

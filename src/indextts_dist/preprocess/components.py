@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..codec import RepCodec, build_codec, codec_fingerprint, load_codec
+from ..errors import InputError
 from ..features import SemanticFeatures
 from ..model import UnifiedVoice, base_fingerprint, build_model, file_sha256
 from ..model.checkpoint import state_dict_fingerprint
@@ -88,7 +89,7 @@ def load_components(
         }
     else:
         if weights_dir is None:
-            raise ValueError(f"preset {preset!r} needs a weights folder")
+            raise InputError(f"preset {preset!r} needs a weights folder")
         weights_dir = Path(weights_dir)
         gpt = build_model(preset, weights_dir / "gpt.pth")
         codec_path = weights_dir / "semantic_codec" / "model.safetensors"

@@ -29,6 +29,7 @@ from ..audio.decode import display_path
 from ..conditioning import ConditioningSums, GlobalConditioning, all_reduce_sums, save_conditioning
 from ..dataset import CONDITIONING_FILE, DATASET_VERSION
 from ..distributed import World, init_world
+from ..errors import InputError
 from .clip import StageTimer, process_clip
 from .components import Components, load_components
 from .dataset_info import reference_clips, write_summary_files
@@ -172,7 +173,7 @@ def _finish(
                opts.audio_dir)  # fmt: skip
     if total.count == 0:
         write_summary_files(*summary)
-        raise ValueError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
+        raise InputError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
     metadata = {
         "preset": opts.preset,
         "base_model_fingerprint": comps.fingerprints["gpt"],

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MissingFileError
+
 __all__ = ["AUDIO_EXTENSIONS", "ListedClip", "deal", "list_clips"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aac", ".wma")
@@ -53,7 +55,7 @@ def list_clips(audio_dir: str | Path) -> list[ListedClip]:
     """Every audio file below `audio_dir` (recursively), sorted, hashed, with early rejections."""
     root = Path(audio_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: audio folder not found")
+        raise MissingFileError(f"{root}: audio folder not found")
     found = []
     for dirpath, _, files in os.walk(root):
         for name in files:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import InputError
+
 __all__ = ["PreprocessOptions"]
 
 
@@ -39,12 +41,12 @@ class PreprocessOptions:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_seconds < self.max_seconds:
-            raise ValueError(
+            raise InputError(
                 f"need 0 < min_seconds < max_seconds, got {self.min_seconds}, {self.max_seconds}"
             )
         if self.clips_per_shard < 1:
-            raise ValueError("clips_per_shard must be >= 1")
+            raise InputError("clips_per_shard must be >= 1")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError("val_fraction must be in [0, 1)")
+            raise InputError("val_fraction must be in [0, 1)")
         if self.preset != "tiny" and self.weights_dir is None:
-            raise ValueError(f"preset {self.preset!r} needs --weights-dir")
+            raise InputError(f"preset {self.preset!r} needs --weights-dir")

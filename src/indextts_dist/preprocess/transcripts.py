@@ -11,6 +11,8 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import InputError, MissingFileError
+
 __all__ = ["read_transcripts", "transcripts_csv"]
 
 
@@ -18,16 +20,16 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
     """Map relative file path (or bare file name) -> text. A malformed file is a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: transcript CSV not found")
+        raise MissingFileError(f"{path}: transcript CSV not found")
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"file", "text"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: transcript CSV needs the header 'file,text'")
+            raise InputError(f"{path}: transcript CSV needs the header 'file,text'")
         table = {}
         for line, row in enumerate(reader, start=2):
             name = (row.get("file") or "").strip()
             if not name:
-                raise ValueError(f"{path}:{line}: empty 'file' column")
+                raise InputError(f"{path}:{line}: empty 'file' column")
             table[name] = (row.get("text") or "").strip()
     return table
 

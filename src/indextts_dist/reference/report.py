@@ -16,10 +16,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..errors import UserError
+
 __all__ = ["ReferenceCheck", "ReferenceError", "compare_outputs", "load_reference"]
 
 
-class ReferenceError(ValueError):
+class ReferenceError(UserError, ValueError):
     """A reference file pair that cannot be read or does not have the expected format."""
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..model.checkpoint import CheckpointError, load_state_dict_file, strict_load_module
 from .bigvgan_activations import Activation1d, Snake, SnakeBeta
 
@@ -69,18 +70,18 @@ class BigVGANConfig:
             tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilation_sizes),
         )
         if self.resblock != "1":
-            raise ValueError(f"BigVGAN resblock {self.resblock!r} is not supported (only '1', AMPBlock1)")
+            raise InputError(f"BigVGAN resblock {self.resblock!r} is not supported (only '1', AMPBlock1)")
         if self.activation not in ("snake", "snakebeta"):
-            raise ValueError(f"BigVGAN activation {self.activation!r} is not supported (snake | snakebeta)")
+            raise InputError(f"BigVGAN activation {self.activation!r} is not supported (snake | snakebeta)")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise ValueError("BigVGAN: upsample_rates and upsample_kernel_sizes differ in length")
+            raise InputError("BigVGAN: upsample_rates and upsample_kernel_sizes differ in length")
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise ValueError("BigVGAN: resblock_kernel_sizes and resblock_dilation_sizes differ in length")
+            raise InputError("BigVGAN: resblock_kernel_sizes and resblock_dilation_sizes differ in length")
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes, strict=True):
             if (kernel - rate) % 2:
-                raise ValueError(f"BigVGAN: upsample kernel {kernel} - rate {rate} must be even")
+                raise InputError(f"BigVGAN: upsample kernel {kernel} - rate {rate} must be even")
         if self.upsample_initial_channel % (2 ** len(self.upsample_rates)):
-            raise ValueError("BigVGAN: upsample_initial_channel must halve cleanly at every stage")
+            raise InputError("BigVGAN: upsample_initial_channel must halve cleanly at every stage")
 
     @property
     def total_upsample(self) -> int:

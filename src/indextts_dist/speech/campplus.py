@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..model.checkpoint import CheckpointError, load_state_dict_file, strict_load_module
 
 __all__ = [
@@ -55,21 +56,21 @@ class CAMPPlusConfig:
 
     def __post_init__(self) -> None:
         if self.config_str != "batchnorm-relu":
-            raise ValueError(
+            raise InputError(
                 f"CAMPPlus config_str {self.config_str!r} is not supported (only batchnorm-relu)"
             )
         for name in ("feat_dim", "embedding_size", "growth_rate", "bn_size", "init_channels"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"CAMPPlus {name} must be positive, got {getattr(self, name)}")
+                raise InputError(f"CAMPPlus {name} must be positive, got {getattr(self, name)}")
         if self.feat_dim % 8:
-            raise ValueError(f"CAMPPlus feat_dim must be divisible by 8, got {self.feat_dim}")
+            raise InputError(f"CAMPPlus feat_dim must be divisible by 8, got {self.feat_dim}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CAMPPlusConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown CAMPPlus config key {unknown[0]!r}")
+            raise InputError(f"unknown CAMPPlus config key {unknown[0]!r}")
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:

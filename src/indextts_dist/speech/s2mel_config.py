@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import InputError
+
 __all__ = ["CONTENT_DIM", "GPT_LATENT_DIM", "S2MelConfig", "s2mel_preset"]
 
 GPT_LATENT_DIM = 1280
@@ -47,21 +49,21 @@ class S2MelConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_dim != self.wavenet_hidden_dim:
-            raise ValueError(
+            raise InputError(
                 f"DiT.hidden_dim ({self.hidden_dim}) must equal "
                 f"wavenet.hidden_dim ({self.wavenet_hidden_dim})"
             )
         if self.content_dim != self.lr_channels:
-            raise ValueError(
+            raise InputError(
                 f"DiT.content_dim ({self.content_dim}) must equal "
                 f"length_regulator.channels ({self.lr_channels})"
             )
         if self.hidden_dim % self.num_heads:
-            raise ValueError(
+            raise InputError(
                 f"DiT.hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}"
             )
         if (self.hidden_dim // self.num_heads) % 2:
-            raise ValueError("the DiT head dimension must be even (RoPE rotates pairs)")
+            raise InputError("the DiT head dimension must be even (RoPE rotates pairs)")
 
     @property
     def head_dim(self) -> int:
@@ -88,7 +90,7 @@ class S2MelConfig:
             return cls(**flat)
         lr, dit, wn = data["length_regulator"], data["DiT"], data["wavenet"]
         if lr.get("is_discrete", False) or lr.get("f0_condition", False) or dit.get("f0_condition", False):
-            raise ValueError(
+            raise InputError(
                 "only the continuous length regulator without f0 is supported (IndexTTS2 config)"
             )
         for flag, want in (
@@ -100,7 +102,7 @@ class S2MelConfig:
             ("final_layer_type", "wavenet"),
         ):
             if dit.get(flag, want) != want:
-                raise ValueError(
+                raise InputError(
                     f"unsupported DiT setting {flag}={dit.get(flag)!r} (IndexTTS2 uses {want!r})"
                 )
         return cls(
@@ -139,4 +141,4 @@ def s2mel_preset(name: str = "official-v2") -> S2MelConfig:
             wavenet_layers=3,
             style_dim=32,
         )
-    raise ValueError(f"unknown S2Mel preset {name!r} (known: official-v2, tiny)")
+    raise InputError(f"unknown S2Mel preset {name!r} (known: official-v2, tiny)")

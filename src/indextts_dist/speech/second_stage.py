@@ -47,6 +47,8 @@ from indextts_dist.speech.s2mel import S2Mel, build_s2mel, codes_to_content, loa
 from indextts_dist.speech.s2mel_config import s2mel_preset
 from indextts_dist.utils.atomic import atomic_write_bytes
 
+from ..errors import InputError, MissingFileError
+
 __all__ = [
     "MAX_REFERENCE_S",
     "MIN_REFERENCE_S",
@@ -91,16 +93,16 @@ class SpeakerEmbeddings:
 
 def _validate(style: torch.Tensor, ref_mel: torch.Tensor, prompt: torch.Tensor, source: str) -> None:
     if style.dim() != 1:
-        raise ValueError(f"{source}: style must be [S], got {list(style.shape)}")
+        raise InputError(f"{source}: style must be [S], got {list(style.shape)}")
     if ref_mel.dim() != 2 or ref_mel.shape[0] != 80 or ref_mel.shape[1] < 1:
-        raise ValueError(f"{source}: ref_mel must be [80, T], got {list(ref_mel.shape)}")
+        raise InputError(f"{source}: ref_mel must be [80, T], got {list(ref_mel.shape)}")
     if prompt.dim() != 2 or prompt.shape[0] != ref_mel.shape[1]:
         raise ValueError(
             f"{source}: prompt_condition must be [T_ref={ref_mel.shape[1]}, C], got {list(prompt.shape)}"
         )
     for name, t in (("style", style), ("ref_mel", ref_mel), ("prompt_condition", prompt)):
         if not t.is_floating_point() or not torch.isfinite(t).all():
-            raise ValueError(f"{source}: {name} must be finite floats")
+            raise InputError(f"{source}: {name} must be finite floats")
 
 
 def save_speaker_embeddings(
@@ -123,19 +125,19 @@ def load_speaker_embeddings(
     """Read and validate a file written by `save_speaker_embeddings` (one-line ValueError naming it)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: speaker embeddings file not found")
+        raise MissingFileError(f"{path}: speaker embeddings file not found")
     try:
         tensors = st_load(path.read_bytes())
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: not a safetensors speaker-embeddings file ({reason})") from exc
+        raise InputError(f"{path}: not a safetensors speaker-embeddings file ({reason})") from exc
     for key in ("style", "ref_mel", "prompt_condition"):
         if key not in tensors:
-            raise ValueError(f"{path}: missing tensor {key!r}")
+            raise InputError(f"{path}: missing tensor {key!r}")
     style, ref_mel, prompt = tensors["style"], tensors["ref_mel"], tensors["prompt_condition"]
     _validate(style, ref_mel, prompt, str(path))
     if style_dim is not None and style.shape[0] != style_dim:
-        raise ValueError(f"{path}: style has width {style.shape[0]}, the model expects {style_dim}")
+        raise InputError(f"{path}: style has width {style.shape[0]}, the model expects {style_dim}")
     if condition_dim is not None and prompt.shape[1] != condition_dim:
         raise ValueError(
             f"{path}: prompt_condition has width {prompt.shape[1]}, the model expects {condition_dim}"
@@ -169,7 +171,7 @@ class SecondStage:
                 f"CAMPPlus width {campplus.config.embedding_size} != S2Mel style_dim {s2mel.cfg.style_dim}"
             )
         if bigvgan.config.total_upsample != 256:
-            raise ValueError("BigVGAN must upsample 256x (hop 256)")
+            raise InputError("BigVGAN must upsample 256x (hop 256)")
         if bigvgan.config.sampling_rate != OUTPUT_SAMPLE_RATE:
             raise ValueError(
                 f"BigVGAN is a {bigvgan.config.sampling_rate} Hz vocoder; S2Mel's mels are "
@@ -235,7 +237,7 @@ class SecondStage:
         w2v_config = weights_dir / "w2v-bert-2.0" / "config.json"
         for path in (s2mel_path, campplus_path, bigvgan_path, codec_path, w2v_config):
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: missing second-stage weights file")
+                raise MissingFileError(f"{path}: missing second-stage weights file")
         s2mel = load_s2mel(s2mel_path, "official-v2")
         try:
             camp_state = torch.load(str(campplus_path), map_location="cpu", weights_only=True)
@@ -298,7 +300,7 @@ class SecondStage:
         (default: the longest clip, by duration after the 15 s cut)."""
         paths = [Path(p) for p in clip_paths]
         if not paths and reference is None:
-            raise ValueError("speaker_embeddings needs at least one clip")
+            raise InputError("speaker_embeddings needs at least one clip")
         styles = []
         longest: tuple[int, torch.Tensor, torch.Tensor] | None = None
         for path in paths:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from ..errors import UserError
 from .normalizer import TextNormalizer, default_cache_root, default_normalizer, uses_chinese_path
 
 TINY_VOCAB_SIZE = 256
@@ -26,7 +27,7 @@ TINY_VOCAB_SIZE = 256
 OFFICIAL_BPE_SHA256 = "b2a5ce8090d32da3642cc4f81fdc996376bc6dd3f4cd5e3d165f71120d9f2bc8"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A SentencePiece model file is missing or cannot be parsed."""
 
 

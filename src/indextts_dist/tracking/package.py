@@ -36,6 +36,7 @@ import sentencepiece as spm
 
 from ..conditioning import ConditioningError, check_base, load_conditioning
 from ..dataset.layout import CONDITIONING_FILE, INFO_FILE
+from ..errors import UserError
 from ..utils.atomic import atomic_write_text
 from ..utils.hashing import file_sha256
 
@@ -76,7 +77,7 @@ SPEAKER_EMBEDDINGS_FILE = "speaker_embeddings.safetensors"
 """Second-stage speaker features (CAMPPlus style, ref_mel, prompt_condition); optional."""
 
 
-class PackageError(ValueError):
+class PackageError(UserError, ValueError):
     """A package (or its inputs) that is incomplete, inconsistent or meant for another base model."""
 
 

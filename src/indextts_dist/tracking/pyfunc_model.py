@@ -24,6 +24,7 @@ from typing import Any
 
 import mlflow
 
+from indextts_dist.errors import InputError
 from indextts_dist.generate import DecodingConfig
 from indextts_dist.inference.loaded import LoadedModel, load_package
 from indextts_dist.placement import Placement, resolve_placement
@@ -48,7 +49,7 @@ def texts_from_input(model_input: Any) -> list[str]:
         model_input = model_input.tolist()
     if isinstance(model_input, (list, tuple)) and all(isinstance(t, str) for t in model_input):
         return list(model_input)
-    raise ValueError(
+    raise InputError(
         "expected a text, a list of texts or a DataFrame with a 'text' column, "
         f"got {type(model_input).__name__}"
     )
@@ -60,7 +61,7 @@ def decoding_from_params(params: Mapping[str, Any] | None) -> DecodingConfig:
     values = {k: v for k, v in (params or {}).items() if v is not None or k == "seed"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown decoding params: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise InputError(f"unknown decoding params: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return DecodingConfig(**values)
 
 

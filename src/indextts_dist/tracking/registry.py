@@ -51,7 +51,7 @@ class RegistrationError(RegistryError):
     """Registration failed after retries; the message ends with the command that registers it later."""
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(UserError, ValueError):
     """`models:/NAME@ALIAS` or `models:/NAME/VERSION` names something the registry does not have."""
 
 

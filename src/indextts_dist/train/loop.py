@@ -27,6 +27,7 @@ from torch import nn
 
 from ..conditioning import check_base, load_conditioning
 from ..dataset import DatasetError, DatasetManifest, load_manifest
+from ..errors import DivergedError
 from ..lora import apply_lora
 from ..model import base_fingerprint, build_model, preset
 from ..model.unified_voice import UnifiedVoice
@@ -308,7 +309,7 @@ class Trainer:
                 f"[train] step {self.state.step}: non-finite loss, batch skipped (#{self.state.bad_in_a_row})"
             )
             if self.state.bad_in_a_row >= self.opts.optim.max_bad_steps:
-                raise FloatingPointError(
+                raise DivergedError(
                     f"{self.state.bad_in_a_row} non-finite losses in a row at step {self.state.step}: "
                     "the run diverged; lower --learning-rate or check the data"
                 )

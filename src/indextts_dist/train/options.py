@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..errors import InputError
 from ..lora import LoraSettings
 
 __all__ = ["OptimSettings", "TrackingSettings", "TrainOptions"]
@@ -82,11 +83,11 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         if self.preset != "tiny" and self.weights_dir is None:
-            raise ValueError(f"preset {self.preset!r} needs --weights-dir")
+            raise InputError(f"preset {self.preset!r} needs --weights-dir")
         if self.optim.epochs < 1 or self.optim.grad_accum < 1:
-            raise ValueError("epochs and grad_accum must be >= 1")
+            raise InputError("epochs and grad_accum must be >= 1")
         if self.keep_epochs < 1:
-            raise ValueError("keep_epochs must be >= 1")
+            raise InputError("keep_epochs must be >= 1")
 
     def to_params(self) -> dict[str, object]:
         """Flat name -> value, for MLflow params and the packaged manifest."""

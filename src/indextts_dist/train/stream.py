@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..dataset import iter_tar_samples
+from ..errors import InputError
 from .batching import Batch, collate
 from .epoch_plan import PlannedBatch, PlannedSample, epoch_plan
 
@@ -48,7 +49,7 @@ def read_batches(batches: Sequence[PlannedBatch], shard_of: dict[str, Path]) -> 
             batch = batches[next_batch]
             missing = [k for k in batch.keys if k not in cache]
             if missing:
-                raise ValueError(f"{shard_of[missing[0]]}: sample {missing[0]!r} is listed but not in it")
+                raise InputError(f"{shard_of[missing[0]]}: sample {missing[0]!r} is listed but not in it")
             yield collate([cache[k] for k in batch.keys], batch.weight)
             for k in batch.keys:
                 uses[k] -= 1
