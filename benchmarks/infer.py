@@ -204,9 +204,7 @@ def main() -> None:
         if args.only in (None, "tiny"):
             gens, cfg = tiny_variants(Path(tmp))
             per_text = front_end_seconds(gens["merged"], TEXTS)
-            print(
-                f"text front end (normalize + BPE, as LoadedModel runs it): {1000 * per_text:.1f} ms/text"
-            )
+            print(f"text front end (normalize + BPE, as LoadedModel runs it): {1000 * per_text:.1f} ms/text")
             report("tiny", gens, cfg, args, peak)
         if args.only in (None, "mid-size"):
             report("mid-size", *mid_variants(Path(tmp)), args, peak)
