@@ -14,6 +14,7 @@ from pathlib import Path
 from ..conditioning import GlobalConditioning, check_base
 from ..model import GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
 from ..tracking.package import PackageError
+from ..weights_layout import WeightsLayout
 
 __all__ = ["WEIGHTS_DIR_ENV", "BaseSpec", "check_conditioning_base", "weights_dir_or_env", "weights_file"]
 
@@ -64,7 +65,7 @@ def weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | Non
         raise PackageError(
             f"preset {preset_name!r} needs the official weights: pass weights_dir or set {WEIGHTS_DIR_ENV}"
         )
-    path = folder / "gpt.pth"
+    path = WeightsLayout(folder).gpt
     if not path.is_file():
         raise PackageError(f"{path}: official GPT weights not found")
     return path

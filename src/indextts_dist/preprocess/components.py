@@ -27,6 +27,7 @@ from ..model.checkpoint import state_dict_fingerprint
 from ..speech.s2mel_config import s2mel_preset
 from ..speech.second_stage import SecondStage
 from ..text import TextTokenizer, tiny_tokenizer
+from ..weights_layout import WeightsLayout
 
 __all__ = ["Components", "load_components"]
 
@@ -91,18 +92,19 @@ def load_components(
         if weights_dir is None:
             raise InputError(f"preset {preset!r} needs a weights folder")
         weights_dir = Path(weights_dir)
-        gpt = build_model(preset, weights_dir / "gpt.pth")
-        codec_path = weights_dir / "semantic_codec" / "model.safetensors"
+        layout = WeightsLayout(weights_dir)
+        gpt = build_model(preset, layout.gpt)
+        codec_path = layout.semantic_codec
         codec = load_codec(codec_path, preset)
         comps = Components(
             preset,
-            TextTokenizer(weights_dir / "bpe.model"),
+            TextTokenizer(layout.bpe),
             SemanticFeatures.official(weights_dir),
             codec,
             gpt,
         )
         comps.fingerprints = {
-            "gpt": file_sha256(weights_dir / "gpt.pth"),
+            "gpt": file_sha256(layout.gpt),
             "codec": file_sha256(codec_path),
         }
     comps.second_stage = _second_stage(preset, weights_dir, seed)

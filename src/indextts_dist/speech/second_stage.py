@@ -48,6 +48,7 @@ from indextts_dist.speech.s2mel_config import s2mel_preset
 from indextts_dist.utils.atomic import atomic_write_bytes
 
 from ..errors import InputError, MissingFileError
+from ..weights_layout import WeightsLayout
 
 __all__ = [
     "MAX_REFERENCE_S",
@@ -228,13 +229,11 @@ class SecondStage:
     @classmethod
     def official(cls, weights_dir: str | Path) -> SecondStage:
         """Load the released files from `weights_dir` (layout in the module docstring)."""
-        weights_dir = Path(weights_dir)
-        s2mel_path = weights_dir / "s2mel.pth"
-        campplus_path = weights_dir / "campplus_cn_common.bin"
-        bigvgan_dir = weights_dir / "bigvgan"
-        bigvgan_path = bigvgan_dir / "bigvgan_generator.pt"
-        codec_path = weights_dir / "semantic_codec" / "model.safetensors"
-        w2v_config = weights_dir / "w2v-bert-2.0" / "config.json"
+        layout = WeightsLayout(Path(weights_dir))
+        s2mel_path, campplus_path = layout.s2mel, layout.campplus
+        bigvgan_dir, bigvgan_path = layout.bigvgan_dir, layout.bigvgan_generator
+        codec_path = layout.semantic_codec
+        w2v_config = layout.w2v_bert_dir / "config.json"
         for path in (s2mel_path, campplus_path, bigvgan_path, codec_path, w2v_config):
             if not path.is_file():
                 raise MissingFileError(f"{path}: missing second-stage weights file")

@@ -21,6 +21,7 @@ from ..dataset import SPEAKER_EMBEDDINGS_FILE, DatasetError, DatasetManifest
 from ..model import TINY_LABEL, preset
 from ..text import tiny_model_path
 from ..tracking import MetricsLogger, package_model, register_package
+from ..weights_layout import WeightsLayout
 from .loop import Trainer, TrainResult
 from .options import TrainOptions
 
@@ -81,7 +82,7 @@ def _package(
 ) -> Path:
     chosen, selection = choose_checkpoint(result, opts.tracking.select)
     info = trainer.manifest.info
-    tokenizer = tiny_model_path() if opts.preset == "tiny" else opts.weights_dir / "bpe.model"
+    tokenizer = tiny_model_path() if opts.preset == "tiny" else WeightsLayout(opts.weights_dir).bpe
     path = package_model(
         opts.out / "model",
         adapter_dir=chosen / "adapter",

@@ -31,6 +31,7 @@ from ..errors import DivergedError
 from ..lora import apply_lora
 from ..model import base_fingerprint, build_model, preset
 from ..model.unified_voice import UnifiedVoice
+from ..weights_layout import WeightsLayout
 from .batching import Batch
 from .checkpoints import TrainState, latest_checkpoint, prune_checkpoints, read_state, save_checkpoint
 from .engine import describe, make_accelerator, zero_stage
@@ -121,7 +122,7 @@ def _configure_deepspeed(accelerator: Accelerator, opts: TrainOptions) -> None:
 
 def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainModel, str]:
     cfg = preset(opts.preset)
-    weights = opts.weights_dir / "gpt.pth" if opts.weights_dir else None
+    weights = WeightsLayout(opts.weights_dir).gpt if opts.weights_dir else None
     cond = load_conditioning(manifest.conditioning_path, cfg)
     fingerprint = base_fingerprint(opts.preset, weights, seed=opts.seed)
     named = str(weights) if weights else f"the {opts.preset} preset, --seed {opts.seed}"
