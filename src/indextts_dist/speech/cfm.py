@@ -7,6 +7,7 @@ torch's global RNG, so sampling is reproducible and leaves other random streams 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,27 +92,7 @@ class CFM(nn.Module):
         self.estimator = estimator
 
     def inference(
-        self,
-        mu: torch.Tensor,
-        prompt: torch.Tensor,
-        style: torch.Tensor,
-        *,
-        n_timesteps: int = DEFAULT_STEPS,
-        cfg_rate: float = DEFAULT_CFG_RATE,
-        noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        trace: dict[str, list[torch.Tensor]] | None = None,
+        self, mu: torch.Tensor, prompt: torch.Tensor, style: torch.Tensor, **sampling: Any
     ) -> torch.Tensor:
-        return euler_cfg_sample(
-            self.estimator,
-            mu,
-            prompt,
-            style,
-            n_timesteps=n_timesteps,
-            cfg_rate=cfg_rate,
-            noise=noise,
-            generator=generator,
-            temperature=temperature,
-            trace=trace,
-        )
+        """`euler_cfg_sample` with this group's estimator; `sampling` are its keyword settings."""
+        return euler_cfg_sample(self.estimator, mu, prompt, style, **sampling)

@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -368,17 +369,11 @@ class SecondStage:
 
     @torch.no_grad()
     def synthesize(
-        self,
-        codes: torch.Tensor,
-        gpt_latents: torch.Tensor,
-        emb: SpeakerEmbeddings,
-        *,
-        steps: int = DEFAULT_STEPS,
-        cfg_rate: float = DEFAULT_CFG_RATE,
-        seed: int = 0,
+        self, codes: torch.Tensor, gpt_latents: torch.Tensor, emb: SpeakerEmbeddings, **sampling: Any
     ) -> torch.Tensor:
-        """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1], on this stage's device."""
-        mel = self.mel(codes, gpt_latents, emb, steps=steps, cfg_rate=cfg_rate, seed=seed)
+        """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1], on this stage's device;
+        `sampling` are `mel`'s settings (steps, cfg_rate, seed)."""
+        mel = self.mel(codes, gpt_latents, emb, **sampling)
         with self._precision():
             wav = self.bigvgan(self._place(mel))[0, 0]
         expected = int(target_lengths(int(codes.shape[0]))) * 256

@@ -20,6 +20,18 @@ def _wn_weight(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v * (g / torch.linalg.vector_norm(v, dim=dims, keepdim=True))
 
 
+@torch.no_grad()
+def _reset_weight_norm(weight_v: nn.Parameter, weight_g: nn.Parameter, bias: nn.Parameter) -> None:
+    """torch's default Linear/Conv init for `weight_v` and `bias`, and `weight_g` = the norm of each
+    output row of `weight_v`, so the weight-normed layer starts equal to a plain one."""
+    if weight_v.is_meta:
+        return
+    nn.init.kaiming_uniform_(weight_v, a=math.sqrt(5))
+    fan_in = math.prod(weight_v.shape[1:])
+    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    weight_g.copy_(torch.linalg.vector_norm(weight_v, dim=tuple(range(1, weight_v.dim())), keepdim=True))
+
+
 class WeightNormLinear(nn.Module):
     """Linear with legacy weight norm: keys `bias`, `weight_g` [out, 1], `weight_v` [out, in]."""
 
@@ -30,15 +42,8 @@ class WeightNormLinear(nn.Module):
         self.weight_v = nn.Parameter(torch.empty(out_features, in_features))
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        if self.weight_v.is_meta:
-            return
-        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
-        nn.init.uniform_(
-            self.bias, -1 / math.sqrt(self.weight_v.shape[1]), 1 / math.sqrt(self.weight_v.shape[1])
-        )
-        self.weight_g.copy_(torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True))
+        _reset_weight_norm(self.weight_v, self.weight_g, self.bias)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -59,14 +64,8 @@ class WeightNormConv1d(nn.Module):
         self.weight_v = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        if self.weight_v.is_meta:
-            return
-        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
-        fan_in = self.weight_v.shape[1] * self.weight_v.shape[2]
-        nn.init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        self.weight_g.copy_(torch.linalg.vector_norm(self.weight_v, dim=(1, 2), keepdim=True))
+        _reset_weight_norm(self.weight_v, self.weight_g, self.bias)
 
     @property
     def weight(self) -> torch.Tensor:
