@@ -15,61 +15,55 @@ from torch import nn
 __all__ = ["WaveNet", "WeightNormConv1d", "WeightNormLinear", "reflect_pad1d"]
 
 
-def _wn_weight(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    dims = tuple(range(1, v.dim()))
-    return v * (g / torch.linalg.vector_norm(v, dim=dims, keepdim=True))
+class _WeightNormed(nn.Module):
+    """The legacy weight-norm parameters of a layer whose `weight_v` has shape `v_shape`: `bias`,
+    `weight_g` (one norm per output row) and `weight_v`, registered in the released order."""
 
-
-@torch.no_grad()
-def _reset_weight_norm(weight_v: nn.Parameter, weight_g: nn.Parameter, bias: nn.Parameter) -> None:
-    """torch's default Linear/Conv init for `weight_v` and `bias`, and `weight_g` = the norm of each
-    output row of `weight_v`, so the weight-normed layer starts equal to a plain one."""
-    if weight_v.is_meta:
-        return
-    nn.init.kaiming_uniform_(weight_v, a=math.sqrt(5))
-    fan_in = math.prod(weight_v.shape[1:])
-    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-    weight_g.copy_(torch.linalg.vector_norm(weight_v, dim=tuple(range(1, weight_v.dim())), keepdim=True))
-
-
-class WeightNormLinear(nn.Module):
-    """Linear with legacy weight norm: keys `bias`, `weight_g` [out, 1], `weight_v` [out, in]."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, v_shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.bias = nn.Parameter(torch.empty(out_features))
-        self.weight_g = nn.Parameter(torch.empty(out_features, 1))
-        self.weight_v = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(v_shape[0]))
+        self.weight_g = nn.Parameter(torch.empty(v_shape[0], *([1] * (len(v_shape) - 1))))
+        self.weight_v = nn.Parameter(torch.empty(v_shape))
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self) -> None:
-        _reset_weight_norm(self.weight_v, self.weight_g, self.bias)
+        """torch's default Linear/Conv init for `weight_v` and `bias`, and `weight_g` = the norm of
+        each output row of `weight_v`, so the layer starts equal to a plain one."""
+        if self.weight_v.is_meta:
+            return
+        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
+        fan_in = math.prod(self.weight_v.shape[1:])
+        nn.init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        self.weight_g.copy_(torch.linalg.vector_norm(self.weight_v, dim=self._norm_dims, keepdim=True))
+
+    @property
+    def _norm_dims(self) -> tuple[int, ...]:
+        return tuple(range(1, self.weight_v.dim()))
 
     @property
     def weight(self) -> torch.Tensor:
-        return _wn_weight(self.weight_g, self.weight_v)
+        """g · v / ‖v‖, the norm over every dim but 0."""
+        v = self.weight_v
+        return v * (self.weight_g / torch.linalg.vector_norm(v, dim=self._norm_dims, keepdim=True))
+
+
+class WeightNormLinear(_WeightNormed):
+    """Linear with legacy weight norm: keys `bias`, `weight_g` [out, 1], `weight_v` [out, in]."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__((out_features, in_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
 
-class WeightNormConv1d(nn.Module):
+class WeightNormConv1d(_WeightNormed):
     """Conv1d (no built-in padding) with legacy weight norm: `bias`, `weight_g` [out,1,1], `weight_v`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> None:
-        super().__init__()
+        super().__init__((out_channels, in_channels, kernel_size))
         self.dilation = dilation
-        self.bias = nn.Parameter(torch.empty(out_channels))
-        self.weight_g = nn.Parameter(torch.empty(out_channels, 1, 1))
-        self.weight_v = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _reset_weight_norm(self.weight_v, self.weight_g, self.bias)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return _wn_weight(self.weight_g, self.weight_v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv1d(x, self.weight, self.bias, dilation=self.dilation)
