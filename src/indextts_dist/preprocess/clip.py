@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..audio import ClipRejected, prepare_clip
+from ..pattern_markers import PAUSE_S
 from .components import Components
 from .listing import ListedClip
 from .options import PreprocessOptions
@@ -41,12 +42,11 @@ def sample_key(listed: ListedClip) -> str:
     return f"{stem or 'clip'}-{(listed.sha256 or '')[:10]}"
 
 
-PAUSE_S = 0.3
 CODE_RATE = 50
 
 
 def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> dict[str, int]:
-    """Which semantic codes the clip's measured pauses (silences of >= 0.3 s between speech) map to.
+    """Which semantic codes the clip's measured pauses (silences of >= PAUSE_S between speech) map to.
 
     `diagnose` compares generated code streams against these: the share of generated codes that are
     "pause codes" tells whether the adapter learned the speaker's pausing. Empty without ASR timing.
@@ -101,7 +101,7 @@ def process_clip(
     speech: list[tuple[float, float]] = []
     if override is None:
         with timer.stage("asr"):
-            transcript = comps.transcriber.transcribe(clip.samples)
+            transcript = comps.transcriber_for(opts.language).transcribe(clip.samples)
         raw_text, speech = transcript.text, transcript.speech
     else:
         raw_text = override

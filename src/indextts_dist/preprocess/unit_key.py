@@ -102,22 +102,24 @@ def _defaults(func) -> dict:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def asr_settings(whisper_model: str | None) -> dict:
+def asr_settings(whisper_model: str | None, language: str | None = None) -> dict:
     """Everything that decides an ASR transcript: the model, `Transcriber`'s decoding and marker
     settings, the speech-timing thresholds, and the pause length of `pause_codes`.
 
     The job constructs `Transcriber(model=...)` and calls `speech_segments(samples)` with their
     defaults, so the defaults ARE the settings; reading them from the signatures keeps the key in
-    step with any change there without loading Whisper.
+    step with any change there without loading Whisper. ``language`` is `--language` (None: the
+    model's own, which the model's identity already fixes).
     """
     from ..transcribe import Transcriber, speech_segments
-    from .clip import PAUSE_S
+    from ..pattern_markers import PAUSE_S
 
     transcriber = _defaults(Transcriber.__init__)
     for name in ("model", "cpu_threads"):  # the model is named below; threads do not change the text
         transcriber.pop(name, None)
     return {
         "model": _whisper_identity(whisper_model),
+        "language": language,
         "transcriber": transcriber,
         "speech_segments": _defaults(speech_segments),
         "pause_codes_s": PAUSE_S,
@@ -130,7 +132,7 @@ def run_settings(opts: PreprocessOptions, fingerprints: dict[str, str]) -> dict:
         "version": KEY_VERSION,
         "preset": opts.preset,
         "fingerprints": dict(sorted(fingerprints.items())),
-        "asr": asr_settings(opts.whisper_model),
+        "asr": asr_settings(opts.whisper_model, opts.language),
         "duration_s": {"min": opts.min_seconds, "max": opts.max_seconds},
         "max_unk_share": opts.max_unk_share,
         "seed": opts.seed,
