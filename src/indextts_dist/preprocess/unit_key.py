@@ -111,8 +111,8 @@ def asr_settings(whisper_model: str | None, language: str | None = None) -> dict
     step with any change there without loading Whisper. ``language`` is `--language` (None: the
     model's own, which the model's identity already fixes).
     """
-    from ..transcribe import Transcriber, speech_segments
     from ..pattern_markers import PAUSE_S
+    from ..transcribe import Transcriber, speech_segments
 
     transcriber = _defaults(Transcriber.__init__)
     for name in ("model", "cpu_threads"):  # the model is named below; threads do not change the text
