@@ -50,6 +50,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+# duplicates: the same argparse registration as `cli/preprocess.py` (name, help, epilog): each
+# command module registers itself; a helper would only rename these four calls.
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",

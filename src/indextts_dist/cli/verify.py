@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Rebuild the model from the JSON's config, load the file's model.* tensors strictly, "
         "recompute every output.* from the input.* tensors; exit 0 only if all match.",
     )
+    # duplicates: add_argument calls look alike across commands; each names its own inputs.
     p.add_argument("file", help="reference tensors (.safetensors)")
     p.add_argument("--config", required=True, help="the reference's JSON (holds 'config')")
     p.add_argument("--kind", required=True, choices=sorted(KINDS), help="which stage the file describes")

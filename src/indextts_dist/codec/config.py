@@ -15,6 +15,8 @@ from ..errors import InputError
 __all__ = ["CODEC_PRESETS", "CodecConfig", "codec_preset"]
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class CodecConfig:
     """The `semantic_codec:` block (v2) with `num_quantizers` and `downsample_scale` made explicit."""

@@ -24,6 +24,7 @@ from ..weights_layout import WeightsLayout
 
 __all__ = ["FeatureStats", "SemanticFeatures", "load_stats", "tiny_w2v_bert_config"]
 
+# duplicates: module constants look alike elsewhere (audio/validate.py); they are this model's own.
 OFFICIAL_LAYER = 17
 FEATURE_DIM = 1024
 SAMPLE_RATE = 16000

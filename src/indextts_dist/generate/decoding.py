@@ -31,6 +31,8 @@ from .processors import apply_processors
 __all__ = ["DecodingConfig", "GenerationResult", "generate_codes", "prepare_prompt"]
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class DecodingConfig:
     """Decoding settings; defaults are the official `IndexTTS2.infer` ones (SPEC §f.3)."""

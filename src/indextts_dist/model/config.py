@@ -14,6 +14,8 @@ from ..errors import InputError
 __all__ = ["PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class ConditionModuleConfig:
     """One conformer + perceiver conditioning path (the speaker or the emotion one)."""
@@ -46,6 +48,8 @@ class ConditionModuleConfig:
                 raise InputError(f"condition module {name} must be positive, got {getattr(self, name)}")
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class GPTConfig:
     """The `gpt:` block of the official `config.yaml` (v2), with the same keys and meanings."""

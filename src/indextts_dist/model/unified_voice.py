@@ -231,6 +231,8 @@ class UnifiedVoice(nn.Module):
             mel_latents=h_mel[:, :-2],
         )
 
+    # duplicates: the same five inputs as `forward` on purpose: one batch, two layouts (padded as the
+    # official forward, or packed as at batch size 1); callers switch layout, not arguments.
     def forward_packed(
         self,
         prefix: torch.Tensor,

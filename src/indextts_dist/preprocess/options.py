@@ -11,6 +11,8 @@ from ..errors import InputError
 __all__ = ["PreprocessOptions"]
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class PreprocessOptions:
     audio_dir: Path
@@ -25,7 +27,11 @@ class PreprocessOptions:
     """Official weights folder (see README): gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/,
     semantic_codec/model.safetensors."""
     whisper_model: str | None = None
-    """faster-whisper model name or CTranslate2 folder; default: the bundled tiny.en."""
+    """faster-whisper model name (`large-v3`, `small.en`, ...) or a local CTranslate2 folder; default:
+    the bundled tiny.en (English only, small: real data wants a larger model)."""
+    language: str | None = None
+    """Language of the clips for ASR (a Whisper code: `en`, `zh`, `de`, ...); default: what the
+    Whisper model implies (`en` for an English-only `*.en` model, detected per clip otherwise)."""
     min_seconds: float = 1.0
     """Shortest clip kept (after trimming silence at the ends)."""
     max_seconds: float = 15.0

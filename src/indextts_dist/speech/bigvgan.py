@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class BigVGANConfig:
     """Generator-relevant keys of the official `config.json` (same names; defaults = the 22 kHz 80-band

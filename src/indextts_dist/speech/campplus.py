@@ -37,6 +37,8 @@ BLOCKS = ((12, 1), (24, 2), (16, 2))
 """(layers, dilation) of the three CAM dense blocks."""
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class CAMPPlusConfig:
     """Constructor arguments of the official `CAMPPlus` (same names and defaults)."""

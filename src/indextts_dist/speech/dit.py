@@ -119,6 +119,8 @@ class _Block(nn.Module):
         return h + self.feed_forward(self.ffn_norm(h, c))
 
 
+# duplicates: its forward takes the block's inputs (x, c, rope, mask) plus a trace; the blocks and
+# the stack are separate modules because the release's state dict nests them so.
 class _Transformer(nn.Module):
     def __init__(self, cfg: S2MelConfig) -> None:
         super().__init__()

@@ -83,6 +83,8 @@ class S2Mel(nn.Module):
             trace.update(gpt_layer_out=g, S_infer=s_infer, target_lengths=lens, cond=cond)
         return cond
 
+    # duplicates: the sampler's keyword settings repeated: they are S2Mel's public API, passed on
+    # unchanged to `CFM.inference` / `euler_cfg_sample`.
     @torch.no_grad()
     def infer(
         self,

@@ -120,6 +120,7 @@ class MetricsLogger:
         retry_every_s: float = 30.0,
         timeout_s: int = 5,
     ) -> None:
+        # duplicates: plain attribute assignments (same shape as transcribe/transcriber.py).
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name

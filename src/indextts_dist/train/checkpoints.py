@@ -24,6 +24,8 @@ __all__ = ["TrainState", "latest_checkpoint", "prune_checkpoints", "save_checkpo
 STATE_FILE = "trainer_state.json"
 
 
+# duplicates: field declarations look alike across the config dataclasses (typed fields with
+# docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass
 class TrainState:
     step: int = 0
