@@ -8,7 +8,7 @@ the model saw during training. Greedy, sampling and HF-style beam search/beam-sa
 
 Placement: everything made while decoding (token ids, masks, the prompt, the KV cache) is created on
 the device and in the dtype of the model's parameters, so the model runs wherever it was moved
-(`inference.placement`). Scores are float32 whatever the model's dtype (see `_MelHead`); the codes
+(`indextts_dist.placement`). Scores are float32 whatever the model's dtype (see `_MelHead`); the codes
 come back on the host.
 """
 

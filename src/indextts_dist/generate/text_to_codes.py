@@ -34,7 +34,7 @@ def conditioning_prefix(model: UnifiedVoice, conditioning: GlobalConditioning) -
 
     Built on the model's device in float32 from the stored float32 conditioning, then rounded once
     to the model's dtype, so a half-precision model sees the nearest prefix it can hold. Move the
-    model first (`inference.placement.Placement.module`)."""
+    model first (`indextts_dist.placement.Placement.module`)."""
     conditioning.check_fits(model.cfg)
     place = placement_of(model)
     prefix = model.build_prefix(

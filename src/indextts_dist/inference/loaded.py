@@ -15,7 +15,7 @@ tokenizer, for `generate`); `without_adapter()` is the same model on the bare ba
 Long texts are split into segments as the official inference does (SPEC §c.4); each segment is
 generated on its own (segments of all texts share batches) and the results are joined in order.
 The latents are what the official forward returns for (text, codes) at batch size 1: S2Mel's input.
-The GPT and the second stage (loaded on first use) run on one placement (`inference.placement`);
+The GPT and the second stage (loaded on first use) run on one placement (`indextts_dist.placement`);
 codes and latents always come back as host tensors (int64 / float32).
 """
 
