@@ -27,8 +27,11 @@ setup-dev: $(STAMP)
 
 # Debian packages: espeak-ng (test speech), sox and ffmpeg (formats). Installed only if missing.
 system-deps:
-	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then \
-		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all ffmpeg; \
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1 \
+		|| ! command -v flite >/dev/null 2>&1 || ! command -v text2wave >/dev/null 2>&1 \
+		|| [ ! -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]; then \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			espeak-ng sox libsox-fmt-all ffmpeg flite festival festvox-us-slt-hts; \
 	fi
 
 lint: $(STAMP)

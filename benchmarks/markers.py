@@ -1,39 +1,45 @@
-"""Precision and recall of the transcript markers against an espeak-ng corpus with known patterns.
+"""Marker quality and ASR speed of the default transcription path, on corpora from three synthesizers.
 
-    .venv/bin/python benchmarks/markers.py                 # 24 clips, bundled Whisper tiny.en
-    .venv/bin/python benchmarks/markers.py --clips 48 --model small.en --show
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/markers.py            # 12 clips per synthesizer
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/markers.py --clips 24 --synth flite --show
 
-The corpus (``indextts_dist.corpus.synthesize_corpus``) places fillers and SSML breaks of known
-length in its scripts, so the ground truth is exact: each break is a ``[PAUSE]`` (0.4-0.5 s) or a
-``[LONG]`` (1.0-1.2 s) after a known number of words; each filler is a marker at a known word boundary.
+Corpora (``indextts_dist.corpus.synth_corpus``): espeak-ng (3 voices), flite (kal, awb, rms, slt)
+and festival (cmu_us_slt_arctic_hts), each clip built from separately synthesized segments joined by
+silences of known length, with fillers ("uh", "um", "hmm") as segments of their own and repetitions
+written into the text, so the ground truth is exact. The clips go through ``prepare_clip`` (decode
+and trim, as the job does), then ``Transcriber().transcribe``.
 
 Matching rule. Markers live at word boundaries: boundary b = after the b-th non-filler word. The
 predicted words (fillers removed, lower case, no punctuation) are aligned to the script's words with
 difflib, which maps each predicted boundary to a script boundary (through the nearest aligned word
 on its left, else on its right), so a dropped or misheard word elsewhere does not shift the count.
-A predicted marker matches an unmatched ground-truth marker of the SAME kind at the same boundary
-±1 word (closest first, one-to-one). Precision = matched / predicted, recall = matched / truth.
-"all fillers" pools the five filler kinds (same kind still required); "any filler" lets a filler
-match a filler of another kind (did we notice a hesitation there at all).
+Pauses must sit at EXACTLY the right boundary ("pause boundary": any pause kind; "[PAUSE]"/"[LONG]":
+the same kind too); fillers may be one word off (same kind for "[UH]" etc. and "all fillers", any
+kind for "any filler"); a repetition is a boundary between two equal words, matched exactly.
+One-to-one matches, closest first. Precision = matched / predicted, recall = matched / truth.
+"halluc. words/clip" counts predicted words the alignment cannot place (insertions, and the excess
+of a longer replacement) per clip; "RTF" is audio seconds per wall second of ``transcribe`` (2 cores
+when run with OMP_NUM_THREADS=2, as CI does).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from indextts_dist.audio import prepare_clip
-from indextts_dist.corpus import CorpusClip, synthesize_corpus
+from indextts_dist.corpus import BACKENDS, CorpusClip, available_backends, synth_corpus
+from indextts_dist.pattern_markers import FILLER_KINDS, LONG, PAUSE
 from indextts_dist.transcribe import Transcriber, filler_marker, normalize_word
 
-PAUSES = ("[PAUSE]", "[LONG]")
-FILLER_KINDS = ("[UH]", "[UM]", "[HMM]", "[AH]", "[ER]")
+PAUSES = (PAUSE, LONG)
+REPEAT = "repeat"
 
 
 def parse_marked(text: str) -> tuple[list[str], list[tuple[int, str]]]:
@@ -46,7 +52,7 @@ def parse_marked(text: str) -> tuple[list[str], list[tuple[int, str]]]:
         elif filler_marker(tok) is not None:
             markers.append((len(words), filler_marker(tok) or ""))
         elif normalize_word(tok):
-            words.append(normalize_word(tok))
+            words.extend(w for w in normalize_word(tok).split("-") if w)
     return words, markers
 
 
@@ -71,13 +77,30 @@ def boundary_map(pred_words: Sequence[str], true_words: Sequence[str]) -> list[i
     return out
 
 
-def match(pred: list[tuple[int, str]], truth: list[tuple[int, str]], same_kind: bool = True) -> int:
-    """One-to-one matches within ±1 boundary, closest first."""
+def inserted_words(pred_words: Sequence[str], true_words: Sequence[str]) -> int:
+    """Predicted words the alignment cannot place: insertions, and the excess of longer replacements."""
+    sm = difflib.SequenceMatcher(a=list(pred_words), b=list(true_words), autojunk=False)
+    n = 0
+    for op, a0, a1, b0, b1 in sm.get_opcodes():
+        if op == "delete":  # in a, not in b: words the transcript has and the script does not
+            n += a1 - a0
+        elif op == "replace":
+            n += max(0, (a1 - a0) - (b1 - b0))
+    return n
+
+
+def repetitions(words: Sequence[str]) -> list[tuple[int, str]]:
+    """Boundaries between two equal words ("the the" → the boundary after the first)."""
+    return [(i + 1, REPEAT) for i, (a, b) in enumerate(itertools.pairwise(words)) if a == b]
+
+
+def match(pred: list[tuple[int, str]], truth: list[tuple[int, str]], tol: int, same_kind: bool = True) -> int:
+    """One-to-one matches within ±tol boundaries, closest first."""
     pairs = sorted(
         (abs(pb - tb), i, j)
         for i, (pb, pk) in enumerate(pred)
         for j, (tb, tk) in enumerate(truth)
-        if abs(pb - tb) <= 1 and (pk == tk if same_kind else True)
+        if abs(pb - tb) <= tol and (pk == tk if same_kind else True)
     )
     used_p: set[int] = set()
     used_t: set[int] = set()
@@ -92,83 +115,87 @@ def truth_markers(clip: CorpusClip) -> list[tuple[int, str]]:
     return [(p.boundary, p.marker) for p in clip.pauses] + list(clip.fillers)
 
 
-def score(clips: Sequence[CorpusClip], texts: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """kind → (matched, predicted, truth) over all clips."""
+def score(clips: Sequence[CorpusClip], texts: Sequence[str]) -> tuple[dict[str, tuple[int, int, int]], int]:
+    """(kind → (matched, predicted, truth) over all clips, hallucinated words in all clips)."""
     tally: dict[str, list[int]] = {}
+    halluc = 0
 
-    def add(kind: str, m: int, p: int, t: int) -> None:
+    def add(kind: str, pred: list, truth: list, tol: int, same_kind: bool = True) -> None:
         acc = tally.setdefault(kind, [0, 0, 0])
-        acc[0] += m
-        acc[1] += p
-        acc[2] += t
+        acc[0] += match(pred, truth, tol, same_kind)
+        acc[1] += len(pred)
+        acc[2] += len(truth)
 
     for clip, text in zip(clips, texts, strict=True):
         words, pred = parse_marked(text)
+        halluc += inserted_words(words, clip.words)
         bmap = boundary_map(words, clip.words)
         pred = [(bmap[b], k) for b, k in pred]
         truth = truth_markers(clip)
-        for kind in PAUSES + FILLER_KINDS:
-            p = [x for x in pred if x[1] == kind]
-            t = [x for x in truth if x[1] == kind]
-            add(kind, match(p, t), len(p), len(t))
-        pf = [x for x in pred if x[1] in FILLER_KINDS]
-        tf = [x for x in truth if x[1] in FILLER_KINDS]
-        add("all fillers", match(pf, tf), len(pf), len(tf))
-        add("any filler", match(pf, tf, same_kind=False), len(pf), len(tf))
-        pp = [x for x in pred if x[1] in PAUSES]
-        tp = [x for x in truth if x[1] in PAUSES]
-        add("any pause", match(pp, tp, same_kind=False), len(pp), len(tp))
-    return {k: (v[0], v[1], v[2]) for k, v in tally.items()}
+        pp, tp = [x for x in pred if x[1] in PAUSES], [x for x in truth if x[1] in PAUSES]
+        add("pause boundary", pp, tp, 0, same_kind=False)
+        for kind in PAUSES:
+            add(kind, [x for x in pred if x[1] == kind], [x for x in truth if x[1] == kind], 0)
+        pf, tf = [x for x in pred if x[1] in FILLER_KINDS], [x for x in truth if x[1] in FILLER_KINDS]
+        add("all fillers", pf, tf, 1)
+        add("any filler", pf, tf, 1, same_kind=False)
+        for kind in sorted({k for _, k in tf}):
+            add(kind, [x for x in pf if x[1] == kind], [x for x in tf if x[1] == kind], 1)
+        pr = [(bmap[b], k) for b, k in repetitions(words)]
+        add("repetition", pr, repetitions(clip.words), 0)
+    return {k: (v[0], v[1], v[2]) for k, v in tally.items()}, halluc
 
 
-def report(results: dict[str, tuple[int, int, int]]) -> str:
-    lines = [f"{'marker':<12} {'precision':>9} {'recall':>7} {'matched':>7} {'pred':>5} {'truth':>5}"]
-    for kind, (m, p, t) in results.items():
-        prec = f"{m / p:.2f}" if p else "-"
-        rec = f"{m / t:.2f}" if t else "-"
-        lines.append(f"{kind:<12} {prec:>9} {rec:>7} {m:>7} {p:>5} {t:>5}")
+def report(rows: dict[str, dict]) -> str:
+    """One table: a row per synthesizer and marker kind."""
+    lines = [f"{'synth':<10} {'marker':<15} {'P':>5} {'R':>5} {'match':>5} {'pred':>5} {'truth':>5}"]
+    for synth, row in rows.items():
+        for kind, (m, p, t) in row["results"].items():
+            prec = f"{m / p:.2f}" if p else "-"
+            rec = f"{m / t:.2f}" if t else "-"
+            lines.append(f"{synth:<10} {kind:<15} {prec:>5} {rec:>5} {m:>5} {p:>5} {t:>5}")
+        lines.append(
+            f"{synth:<10} {'halluc. words/clip':<27} {row['halluc'] / row['clips']:.2f}   "
+            f"RTF {row['rtf']:.1f}x real time ({row['clips']} clips, {row['seconds']:.0f} s)"
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--clips", type=int, default=12, help="clips per synthesizer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synth", action="append", choices=sorted(BACKENDS), help="default: every installed one")
     ap.add_argument("--model", default=None, help="Whisper model name or CTranslate2 dir (default: tiny.en)")
-    ap.add_argument("--no-prompt", action="store_true", help="decode without the disfluent prompt")
-    ap.add_argument("--beam-size", type=int, default=5)
+    ap.add_argument("--batched", action="store_true", help="decode with BatchedInferencePipeline")
     ap.add_argument("--show", action="store_true", help="print expected and predicted text per clip")
-    ap.add_argument("--corpus-dir", type=Path, default=None, help="keep the corpus here")
+    ap.add_argument("--corpus-dir", type=Path, default=None, help="keep the corpora here")
     args = ap.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="markers-bench-") as tmp:
-        out = args.corpus_dir or Path(tmp)
-        clips = synthesize_corpus(out, args.clips, args.seed, formats=("wav", "flac", "mp3", "ogg"))
-        audio = [prepare_clip(c.path).samples for c in clips]  # decoded and trimmed, as the job does
-    kwargs = {"beam_size": args.beam_size}
-    if args.no_prompt:
-        kwargs["initial_prompt"] = None
+    synths = args.synth or available_backends()
     t0 = time.perf_counter()
-    tr = Transcriber(args.model, **kwargs)
+    tr = Transcriber(args.model, batched=True) if args.batched else Transcriber(args.model)
     load_s = time.perf_counter() - t0
-    tr.transcribe(audio[0])  # warm-up (first call initializes the VAD and CTranslate2 kernels)
-    t0 = time.perf_counter()
-    texts = [tr.transcribe(a).text for a in audio]
-    wall = time.perf_counter() - t0
-    seconds = sum(len(a) for a in audio) / 16000
-
-    if args.show:
-        for c, t in zip(clips, texts, strict=True):
-            print(f"{c.path.name}  {c.voice} {c.speed} wpm\n  expected: {c.expected}\n  got:      {t}")
-    results = score(clips, texts)
-    print(report(results))
-    kinds = Counter(k for c in clips for _, k in truth_markers(c))
-    print(f"truth markers: {dict(kinds)}")
-    print(
-        f"{len(clips)} clips, {seconds:.1f} s of audio: {len(clips) / wall:.2f} clips/s, "
-        f"{seconds / wall:.1f} audio-s/s (model load {load_s:.1f} s, {args.model or 'tiny.en (bundled)'}, "
-        f"prompt {'off' if args.no_prompt else 'on'}, beam {args.beam_size})"
-    )
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="markers-bench-") as tmp:
+        for name in synths:
+            out = (args.corpus_dir or Path(tmp)) / name
+            clips = synth_corpus(out, name, args.clips, args.seed)
+            audio = [prepare_clip(c.path).samples for c in clips]  # decoded and trimmed, as the job does
+            tr.transcribe(audio[0])  # warm-up (VAD and CTranslate2 kernels)
+            t0 = time.perf_counter()
+            texts = [tr.transcribe(a).text for a in audio]
+            wall = time.perf_counter() - t0
+            seconds = sum(len(a) for a in audio) / 16000
+            if args.show:
+                for c, t in zip(clips, texts, strict=True):
+                    print(f"{c.path.name} {c.voice}\n  expected: {c.expected}\n  got:      {t}")
+            results, halluc = score(clips, texts)
+            rows[name] = {"results": results, "halluc": halluc, "clips": len(clips), "rtf": seconds / wall,
+                          "seconds": seconds}  # fmt: skip
+    print(report(rows))
+    print(f"model {args.model or 'tiny.en (bundled)'} (load {load_s:.1f} s), seed {args.seed}, "
+          f"{'batched' if args.batched else 'sequential'} decoding")  # fmt: skip
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Synthetic test corpora with known speaking patterns (espeak-ng), and the bad-input zoo.
+"""Synthetic test corpora with known speaking patterns (espeak-ng; flite and festival in `synth`),
+and the bad-input zoo.
 
-The public names are `espeak.__all__`, imported lazily on first use, so that
+The public names are `espeak.__all__` and `synth.__all__`, imported lazily on first use, so that
 ``python -m indextts_dist.corpus.espeak`` runs that module only once.
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+_MODULES = (".espeak", ".synth")
+
 
 def __getattr__(name: str) -> Any:
-    espeak = importlib.import_module(".espeak", __name__)
-    if name in espeak.__all__:
-        return getattr(espeak, name)
+    for mod_name in _MODULES:
+        mod = importlib.import_module(mod_name, __name__)
+        if name in mod.__all__:
+            return getattr(mod, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

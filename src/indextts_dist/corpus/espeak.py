@@ -147,16 +147,16 @@ def _parse(script: str) -> list[tuple[str, str]]:
     return out
 
 
-def _random_script(rng: random.Random) -> str:
-    words = rng.choice(_CLAUSES).split()
-    n = len(words)
-    # Slots between words 1..n-1 (never at the ends). Each slot gets at most one event and events
-    # never sit in neighbouring slots, so a break never touches a filler's comma.
-    slots = list(range(1, n))
+def place_events(
+    words: Sequence[str], optional: list[str], always: list[str], rng: random.Random
+) -> dict[int, str]:
+    """Slot (word index 1..n-1) -> event kind: the `always` kinds plus two of `optional`, each in a
+    free slot with free neighbours (a repetition only of a short word). Shared by every corpus so
+    that their scripts have the same structure."""
+    slots = list(range(1, len(words)))
     rng.shuffle(slots)
     taken: dict[int, str] = {}
-    kinds = ["break", "filler", *rng.sample(["break", "filler", "repeat", "none"], 2)]
-    for kind in kinds:
+    for kind in [*always, *rng.sample(optional, 2)]:
         for s in slots:
             if s in taken or s - 1 in taken or s + 1 in taken:
                 continue
@@ -164,6 +164,14 @@ def _random_script(rng: random.Random) -> str:
                 continue
             taken[s] = kind
             break
+    return taken
+
+
+def _random_script(rng: random.Random) -> str:
+    words = rng.choice(_CLAUSES).split()
+    # Slots between words (never at the ends). Each slot gets at most one event and events
+    # never sit in neighbouring slots, so a break never touches a filler's comma.
+    taken = place_events(words, ["break", "filler", "repeat", "none"], ["break", "filler"], rng)
     # An optional leading filler ("Um, ...") when slot 1 is free.
     lead = rng.random() < 0.3 and 1 not in taken
     toks: list[str] = []

@@ -29,7 +29,7 @@ from ..speech.second_stage import SecondStage
 from ..text import TextTokenizer, tiny_tokenizer
 from ..weights_layout import WeightsLayout
 
-__all__ = ["Components", "load_components"]
+__all__ = ["Components", "asr_warning", "load_components"]
 
 
 @dataclass
@@ -47,15 +47,26 @@ class Components:
     fingerprints: dict[str, str] = field(default_factory=dict)
     whisper_model: str | None = None
     _transcriber: object | None = None
+    _by_language: dict = field(default_factory=dict)
 
     @property
     def transcriber(self):
         """Whisper is loaded only when a clip actually needs ASR (a full CSV override needs none)."""
-        if self._transcriber is None:
-            from ..transcribe import Transcriber
+        return self.transcriber_for(None)
 
+    def transcriber_for(self, language: str | None):
+        """The transcriber for ``language`` (None: what the model implies); one Whisper model is
+        loaded once and shared whatever the language."""
+        from ..transcribe import Transcriber
+
+        if self._transcriber is None:
             self._transcriber = Transcriber(model=self.whisper_model)
-        return self._transcriber
+        base = self._transcriber
+        if language is None or language == base.language:
+            return base
+        if language not in self._by_language:
+            self._by_language[language] = Transcriber(model=base.model, language=language)
+        return self._by_language[language]
 
     def to(self, device: torch.device) -> Components:
         self.features.model.to(device)
@@ -116,4 +127,17 @@ def load_components(
     comps.fingerprints["features"] = comps.features.fingerprint
     comps.fingerprints["tokenizer"] = comps.tokenizer.sha256
     comps.whisper_model = whisper_model
+    warning = asr_warning(preset, whisper_model)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     return comps
+
+
+def asr_warning(preset: str, whisper_model: str | None) -> str | None:
+    """The one-line warning for real weights transcribed by the bundled tiny.en, else None."""
+    if preset == "tiny" or whisper_model is not None:
+        return None
+    return (
+        "[preprocess] warning: ASR uses the bundled Whisper tiny.en (English only, error-prone); "
+        "real data wants a larger model: --whisper-model large-v3 (or a local CTranslate2 folder)"
+    )

@@ -10,11 +10,15 @@ from .markers import (
     Word,
     drop_after_speech,
     drop_hallucinated_tail,
+    drop_looped_phrases,
+    drop_packed_words,
+    drop_words_in_silence,
     filler_marker,
     find_pauses,
     mark_transcript,
     normalize_word,
     pause_marker,
+    relabel_lookalike_fillers,
 )
 from .transcriber import DISFLUENT_PROMPT, SAMPLE_RATE, Transcriber, Transcript, speech_segments
 from .whisper import default_device, load_whisper
@@ -30,11 +34,15 @@ __all__ = [
     "default_device",
     "drop_after_speech",
     "drop_hallucinated_tail",
+    "drop_looped_phrases",
+    "drop_packed_words",
+    "drop_words_in_silence",
     "filler_marker",
     "find_pauses",
     "load_whisper",
     "mark_transcript",
     "normalize_word",
     "pause_marker",
+    "relabel_lookalike_fillers",
     "speech_segments",
 ]
