@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
 
 from indextts_dist.audio import prepare_clip
 from indextts_dist.corpus import BACKENDS, CorpusClip, available_backends, synth_corpus
@@ -147,16 +148,20 @@ def score(clips: Sequence[CorpusClip], texts: Sequence[str]) -> tuple[dict[str, 
 
 
 def report(rows: dict[str, dict]) -> str:
-    """One table: a row per synthesizer and marker kind."""
-    lines = [f"{'synth':<10} {'marker':<15} {'P':>5} {'R':>5} {'match':>5} {'pred':>5} {'truth':>5}"]
-    for synth, row in rows.items():
+    """One table: a row per synthesizer, decoding path and marker kind."""
+    lines = [
+        f"{'synth':<10} {'path':<9} {'marker':<15} {'P':>5} {'R':>5} {'match':>5} {'pred':>5} {'truth':>5}"
+    ]
+    for (synth, path), row in rows.items():
         for kind, (m, p, t) in row["results"].items():
             prec = f"{m / p:.2f}" if p else "-"
             rec = f"{m / t:.2f}" if t else "-"
-            lines.append(f"{synth:<10} {kind:<15} {prec:>5} {rec:>5} {m:>5} {p:>5} {t:>5}")
+            lines.append(f"{synth:<10} {path:<9} {kind:<15} {prec:>5} {rec:>5} {m:>5} {p:>5} {t:>5}")
+        rtf = row["rtf"]
         lines.append(
-            f"{synth:<10} {'halluc. words/clip':<27} {row['halluc'] / row['clips']:.2f}   "
-            f"RTF {row['rtf']:.1f}x real time ({row['clips']} clips, {row['seconds']:.0f} s)"
+            f"{synth:<10} {path:<9} {'halluc. words/clip':<27} {row['halluc'] / row['clips']:.2f}   "
+            f"RTF {median(rtf):.1f}x real time (min {min(rtf):.1f}, max {max(rtf):.1f}; "
+            f"{row['clips']} clips, {row['seconds']:.0f} s)"
         )
     return "\n".join(lines)
 
@@ -167,35 +172,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synth", action="append", choices=sorted(BACKENDS), help="default: every installed one")
     ap.add_argument("--model", default=None, help="Whisper model name or CTranslate2 dir (default: tiny.en)")
-    ap.add_argument("--batched", action="store_true", help="decode with BatchedInferencePipeline")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per path, interleaved")
     ap.add_argument("--show", action="store_true", help="print expected and predicted text per clip")
     ap.add_argument("--corpus-dir", type=Path, default=None, help="keep the corpora here")
     args = ap.parse_args(argv)
 
     synths = args.synth or available_backends()
     t0 = time.perf_counter()
-    tr = Transcriber(args.model, batched=True) if args.batched else Transcriber(args.model)
+    tr = Transcriber(args.model)
     load_s = time.perf_counter() - t0
-    rows: dict[str, dict] = {}
+    paths = {"per-clip": False, "packed": True}  # the default path; preprocess --asr-pack
+    rows: dict[tuple[str, str], dict] = {}
+    ratios: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="markers-bench-") as tmp:
         for name in synths:
             out = (args.corpus_dir or Path(tmp)) / name
             clips = synth_corpus(out, name, args.clips, args.seed)
             audio = [prepare_clip(c.path).samples for c in clips]  # decoded and trimmed, as the job does
-            tr.transcribe(audio[0])  # warm-up (VAD and CTranslate2 kernels)
-            t0 = time.perf_counter()
-            texts = [tr.transcribe(a).text for a in audio]
-            wall = time.perf_counter() - t0
             seconds = sum(len(a) for a in audio) / 16000
-            if args.show:
-                for c, t in zip(clips, texts, strict=True):
-                    print(f"{c.path.name} {c.voice}\n  expected: {c.expected}\n  got:      {t}")
-            results, halluc = score(clips, texts)
-            rows[name] = {"results": results, "halluc": halluc, "clips": len(clips), "rtf": seconds / wall,
-                          "seconds": seconds}  # fmt: skip
+            texts: dict[str, list[str]] = {}
+            walls: dict[str, list[float]] = {p: [] for p in paths}
+            tr.transcribe_many(audio[:2], pack=True)  # warm-up (VAD and CTranslate2 kernels)
+            for _ in range(args.repeat):  # interleaved: the machine's noise hits both paths alike
+                for p, pack in paths.items():
+                    t0 = time.perf_counter()
+                    texts[p] = [t.text for t in tr.transcribe_many(audio, pack=pack)]
+                    walls[p].append(time.perf_counter() - t0)
+            ratios[name] = [b / a for a, b in zip(walls["packed"], walls["per-clip"], strict=True)]
+            for p in paths:
+                if args.show:
+                    for c, t in zip(clips, texts[p], strict=True):
+                        print(f"{p} {c.path.name} {c.voice}\n  expected: {c.expected}\n  got:      {t}")
+                results, halluc = score(clips, texts[p])
+                rows[(name, p)] = {"results": results, "halluc": halluc, "clips": len(clips),
+                                   "rtf": [seconds / w for w in walls[p]], "seconds": seconds}  # fmt: skip
     print(report(rows))
-    print(f"model {args.model or 'tiny.en (bundled)'} (load {load_s:.1f} s), seed {args.seed}, "
-          f"{'batched' if args.batched else 'sequential'} decoding")  # fmt: skip
+    for name, r in ratios.items():
+        print(f"{name}: packed (--asr-pack) vs per-clip speed {median(r):.2f}x "
+              f"(min {min(r):.2f}, max {max(r):.2f}, {len(r)} interleaved runs)")  # fmt: skip
+    print(f"model {args.model or 'tiny.en (bundled)'} (load {load_s:.1f} s), seed {args.seed}")
     return 0
 
 

@@ -374,3 +374,28 @@ def test_tiny_cache_hit_does_not_retrain(tmp_path: Path) -> None:
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
     assert second.sha256 == first.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.slow
+def test_a_chinese_transcript_takes_the_chinese_path_in_preprocess(
+    tmp_path, normalizer, zh_cache_dir
+) -> None:
+    """Issue 13: non-English text (here a `--transcripts` row; a multilingual Whisper writes the same)
+    is normalized by the official front end's Chinese path, exactly as inference prepares it."""
+    import subprocess
+
+    from indextts_dist.preprocess import PreprocessOptions
+    from indextts_dist.preprocess.clip import process_clip
+    from indextts_dist.preprocess.components import load_components
+    from indextts_dist.preprocess.listing import list_clips
+
+    (tmp_path / "clips").mkdir()
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "clips" / "a.wav"), "one clip of speech"], check=True)
+    comps = load_components("tiny", None, None)
+    comps.tokenizer.normalizer = normalizer  # this session's FST cache
+    opts = PreprocessOptions(audio_dir=tmp_path / "clips", out=tmp_path / "out", max_unk_share=1.0)
+    text = "我有3个苹果，你呢？"
+    sample = process_clip(list_clips(tmp_path / "clips")[0], comps, opts, text)
+    assert sample.meta["text_normalized"] == "我 有 三 个 苹 果 , 你 呢 ?"  # numbers read in Chinese
+    assert sample.meta["text_normalized"] == prepare_for_tokenizer(text, normalizer)  # inference's path
+    assert sample.text_ids.tolist() == comps.tokenizer.encode(text)

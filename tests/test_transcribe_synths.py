@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from indextts_dist.audio import prepare_clip
-from indextts_dist.cli.main import build_parser
+from indextts_dist.cli.main import build_parser, main
 from indextts_dist.cli.preprocess import options_from_args
 from indextts_dist.corpus import BACKENDS, available_backends, synth_corpus
+from indextts_dist.errors import InputError
 from indextts_dist.preprocess.components import Components, asr_warning
 from indextts_dist.preprocess.unit_key import asr_settings
 from indextts_dist.transcribe import (
@@ -161,16 +162,24 @@ def test_um_keeps_its_pause_and_nothing_is_invented(synth_results, synth):
 
 
 @pytest.mark.slow
-def test_language_default_and_override(transcriber, synth_results):
+def test_language_default_and_override(transcriber, synth_results, tmp_path, capsys):
     assert transcriber.language == "en"  # what tiny.en implies
     comps = Components("tiny", None, None, None, None)
     comps._transcriber = transcriber
     assert comps.transcriber_for(None) is transcriber
-    de = comps.transcriber_for("de")
-    assert de.language == "de" and de.model is transcriber.model  # one model, loaded once
-    assert comps.transcriber_for("de") is de
-    clip, _ = synth_results["festival"][1]
-    assert len(de.asr_words(prepare_clip(clip.path).samples)) >= 1
+    assert comps.transcriber_for("en") is transcriber  # --language en: the same decoding
+    clip, expected = synth_results["festival"][1]
+    assert comps.transcriber_for("en").transcribe(prepare_clip(clip.path).samples).text == expected.text
+    # an English-only model would silently write English for German audio: refused, one line
+    with pytest.raises(InputError, match="--language de: the Whisper model is English-only"):
+        comps.transcriber_for("de")
+    audio = tmp_path / "clips"
+    audio.mkdir()
+    shutil.copy(clip.path, audio / "a.wav")
+    rc = main(["preprocess", "--audio-dir", str(audio), "--out", str(tmp_path / "o"), "--language", "de"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert rc == 2 and len(errors) == 1  # one line, no traceback
+    assert errors[0].startswith("indextts-dist preprocess: error: --language de: the Whisper model")
 
 
 @pytest.mark.slow

@@ -17,17 +17,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..audio import ClipRejected, prepare_clip
+from ..audio import ClipRejected, PreparedClip, prepare_clip
 from ..pattern_markers import PAUSE_S
 from .components import Components
 from .listing import ListedClip
-from .options import PreprocessOptions
 
-__all__ = ["MARKER_RE", "ProcessedClip", "StageTimer", "count_markers", "process_clip", "sample_key"]
+if TYPE_CHECKING:
+    from ..transcribe import Transcript
+from .options import ASR_PACK_GROUP, PreprocessOptions
+
+__all__ = [
+    "MARKER_RE",
+    "ProcessedClip",
+    "StageTimer",
+    "count_markers",
+    "packed_transcripts",
+    "process_clip",
+    "sample_key",
+]
 
 MARKER_RE = re.compile(r"\[(PAUSE|LONG|UH|UM|HMM|AH|ER)\]", re.IGNORECASE)
 
@@ -85,6 +97,37 @@ class ProcessedClip:
     """The clip's CAMPPlus style [S] (float64), None without a second stage."""
 
 
+def _decode(listed: ListedClip, opts: PreprocessOptions, timer: StageTimer) -> PreparedClip:
+    if listed.reject is not None:
+        raise ClipRejected(listed.relative, *listed.reject)
+    with timer.stage("decode"):
+        return prepare_clip(listed.path, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
+
+
+def packed_transcripts(
+    asr_clips: list[ListedClip], comps: Components, opts: PreprocessOptions, timer: StageTimer
+) -> dict[int, tuple[PreparedClip, Transcript]]:
+    """``--asr-pack``: a block's clips without a ``--transcripts`` text, transcribed in packing groups
+    (``ASR_PACK_GROUP`` consecutive listing indices, which the deal keeps on one rank), keyed by
+    listing index. A clip that fails to decode is left out: ``process_clip`` then rejects it."""
+    groups: dict[int, list[tuple[ListedClip, PreparedClip]]] = {}
+    for listed in asr_clips:
+        try:
+            groups.setdefault(listed.index // ASR_PACK_GROUP, []).append(
+                (listed, _decode(listed, opts, timer))
+            )
+        except ClipRejected:
+            continue
+    out: dict[int, tuple[PreparedClip, Transcript]] = {}
+    transcriber = comps.transcriber_for(opts.language)
+    for members in groups.values():
+        with timer.stage("asr"):
+            transcripts = transcriber.transcribe_many([c.samples for _, c in members], pack=True)
+        for (listed, clip), transcript in zip(members, transcripts, strict=True):
+            out[listed.index] = (clip, transcript)
+    return out
+
+
 @torch.no_grad()
 def process_clip(
     listed: ListedClip,
@@ -92,16 +135,18 @@ def process_clip(
     opts: PreprocessOptions,
     override: str | None,
     timer: StageTimer | None = None,
+    transcribed: tuple[PreparedClip, Transcript] | None = None,
 ) -> ProcessedClip:
+    """``transcribed``: the clip already decoded and transcribed (``packed_transcripts``)."""
     timer = timer or StageTimer()
-    if listed.reject is not None:
-        raise ClipRejected(listed.relative, *listed.reject)
-    with timer.stage("decode"):
-        clip = prepare_clip(listed.path, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
+    clip = transcribed[0] if transcribed is not None else _decode(listed, opts, timer)
     speech: list[tuple[float, float]] = []
     if override is None:
-        with timer.stage("asr"):
-            transcript = comps.transcriber_for(opts.language).transcribe(clip.samples)
+        if transcribed is not None:
+            transcript = transcribed[1]
+        else:
+            with timer.stage("asr"):
+                transcript = comps.transcriber_for(opts.language).transcribe(clip.samples)
         raw_text, speech = transcript.text, transcript.speech
     else:
         raw_text = override

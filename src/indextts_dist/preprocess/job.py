@@ -30,7 +30,7 @@ from ..conditioning import ConditioningSums, GlobalConditioning, all_reduce_sums
 from ..dataset import CONDITIONING_FILE, DATASET_VERSION
 from ..distributed import World, init_world
 from ..errors import InputError
-from .clip import StageTimer, process_clip
+from .clip import StageTimer, packed_transcripts, process_clip
 from .components import Components, load_components
 from .dataset_info import reference_clips, write_summary_files
 from .listing import ListedClip, deal, list_clips
@@ -74,9 +74,13 @@ def _process_block(
 ) -> tuple[list, list[dict], ConditioningSums]:
     samples, rejects = [], []
     sums = _zero_sums(comps)
+    asr_clips = [c for c in block if _override(overrides, c) is None]
+    packed = packed_transcripts(asr_clips, comps, opts, timer) if opts.asr_pack else {}
     for clip in block:
         try:
-            sample = process_clip(clip, comps, opts, _override(overrides, clip), timer)
+            sample = process_clip(
+                clip, comps, opts, _override(overrides, clip), timer, packed.get(clip.index)
+            )
         except ClipRejected as exc:
             path = display_path(clip.relative)  # relative to the audio folder, like every other record
             message = f"{path}: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
@@ -106,6 +110,8 @@ def _rank_units(
 ) -> tuple[list[UnitResult], ConditioningSums]:
     total = _zero_sums(comps)
     units, reasons = [], []
+    if any(_override(overrides, c) is None for c in mine):
+        comps.transcriber_for(opts.language)  # Whisper loaded now: a wrong --language fails before any clip
     bar = tqdm(total=len(mine), desc=f"rank {world.rank}", unit="clip", position=world.rank, mininterval=1.0)
     timer = StageTimer()
     started = time.perf_counter()
@@ -143,7 +149,9 @@ def _all_units(
     """Every rank's units as rank 0 finds them on disk, checked against the keys of THIS run."""
     units = []
     for rank in range(world_size):
-        for k, block in enumerate(_blocks(deal(clips, rank, world_size), opts.clips_per_shard)):
+        for k, block in enumerate(
+            _blocks(deal(clips, rank, world_size, opts.deal_group), opts.clips_per_shard)
+        ):
             key = _block_key(settings, block, overrides)
             unit, why = find_unit(opts.out, rank, k, key.sources, key)
             if unit is None:
@@ -196,7 +204,7 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     clips = list_clips(opts.audio_dir)
-    mine = deal(clips, world.rank, world.size)
+    mine = deal(clips, world.rank, world.size, opts.deal_group)
     overrides = read_transcripts(opts.transcripts) if opts.transcripts else {}
     device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed).to(device)

@@ -80,6 +80,8 @@ def list_clips(audio_dir: str | Path) -> list[ListedClip]:
     return clips
 
 
-def deal(clips: list[ListedClip], rank: int, world: int) -> list[ListedClip]:
-    """This rank's share: clip i goes to rank i % world."""
-    return [c for c in clips if c.index % world == rank]
+def deal(clips: list[ListedClip], rank: int, world: int, group: int = 1) -> list[ListedClip]:
+    """This rank's share: clip i goes to rank (i // group) % world. ``group > 1`` keeps runs of
+    consecutive clips together (``--asr-pack`` transcribes each run as one packed group, so its
+    transcripts do not depend on the number of processes)."""
+    return [c for c in clips if (c.index // group) % world == rank]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import PreprocessOptions
+from .options import ASR_PACK_GROUP, PreprocessOptions
 
 __all__ = [
     "KEY_VERSION",
@@ -102,17 +102,19 @@ def _defaults(func) -> dict:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def asr_settings(whisper_model: str | None, language: str | None = None) -> dict:
+def asr_settings(whisper_model: str | None, language: str | None = None, pack: bool = False) -> dict:
     """Everything that decides an ASR transcript: the model, `Transcriber`'s decoding and marker
     settings, the speech-timing thresholds, and the pause length of `pause_codes`.
 
     The job constructs `Transcriber(model=...)` and calls `speech_segments(samples)` with their
     defaults, so the defaults ARE the settings; reading them from the signatures keeps the key in
     step with any change there without loading Whisper. ``language`` is `--language` (None: the
-    model's own, which the model's identity already fixes).
+    model's own, which the model's identity already fixes). ``pack``: `--asr-pack`, with the packing
+    constants it decodes by (a clip's text then depends on its group).
     """
     from ..pattern_markers import PAUSE_S
     from ..transcribe import Transcriber, speech_segments
+    from ..transcribe.packing import GAP_S, WINDOW_S
 
     transcriber = _defaults(Transcriber.__init__)
     for name in ("model", "cpu_threads"):  # the model is named below; threads do not change the text
@@ -123,6 +125,7 @@ def asr_settings(whisper_model: str | None, language: str | None = None) -> dict
         "transcriber": transcriber,
         "speech_segments": _defaults(speech_segments),
         "pause_codes_s": PAUSE_S,
+        "pack": {"window_s": WINDOW_S, "gap_s": GAP_S, "group": ASR_PACK_GROUP} if pack else None,
     }
 
 
@@ -132,7 +135,7 @@ def run_settings(opts: PreprocessOptions, fingerprints: dict[str, str]) -> dict:
         "version": KEY_VERSION,
         "preset": opts.preset,
         "fingerprints": dict(sorted(fingerprints.items())),
-        "asr": asr_settings(opts.whisper_model, opts.language),
+        "asr": asr_settings(opts.whisper_model, opts.language, opts.asr_pack),
         "duration_s": {"min": opts.min_seconds, "max": opts.max_seconds},
         "max_unk_share": opts.max_unk_share,
         "seed": opts.seed,

@@ -14,8 +14,12 @@ Decoding choices, and why:
   before the silence instead: tiny.en times a real "uh" into the pause after it), a word repeated
   more than 4 times or a phrase more than twice in a row (collapsed to one copy), and a stock tail
   phrase that Whisper gave a low probability.
-- sequential decoding by default: faster-whisper's ``BatchedInferencePipeline`` (``batched=True``)
-  was ~1.5x faster on 2 cores but kept fewer fillers and repetitions on the flite/festival corpora.
+- each clip decoded alone by default. ``transcribe_many(clips, pack=True)`` lays short clips end to
+  end in windows of up to 28 s (``packing``) and decodes the windows in batches through
+  faster-whisper's ``BatchedInferencePipeline``: 2.6-5x faster on 2 cores (10-20x real time for
+  tiny.en), but the decoder then keeps fewer fillers and repetitions (benchmarks/markers.py prints
+  both paths), so it is the opt-in ``--asr-pack`` of preprocess. The batched pipeline on one clip
+  per window is no faster than sequential decoding (the encoder still reads 30 s per clip).
 - no ``vad_filter``: removing silences before decoding makes the pauses invisible to the decoder
   and shifts its timestamps; pauses are measured separately instead (``speech_segments``).
 """
@@ -23,11 +27,13 @@ Decoding choices, and why:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..pattern_markers import LONG_PAUSE_S, PATTERN_MARKERS, PAUSE_S
 from .markers import (
     Word,
@@ -40,6 +46,7 @@ from .markers import (
     mark_transcript,
     relabel_lookalike_fillers,
 )
+from .packing import WINDOW_S, pack_windows, split_words
 from .whisper import load_whisper
 
 __all__ = ["DISFLUENT_PROMPT", "SAMPLE_RATE", "Transcriber", "Transcript", "speech_segments"]
@@ -158,19 +165,26 @@ class Transcriber:
         *,
         cpu_threads: int = 0,
         beam_size: int = 5,
-        batched: bool = False,
+        pack_s: float = WINDOW_S,
+        batch_size: int = 8,
     ) -> None:
         if model is None or isinstance(model, (str, Path)):
             model = load_whisper(None if model is None else str(model), cpu_threads=cpu_threads)
         self.model = model
         self.initial_prompt = initial_prompt
-        if language is None and not getattr(getattr(model, "model", None), "is_multilingual", True):
-            language = "en"
-        self.language = language
+        english_only = not getattr(getattr(model, "model", None), "is_multilingual", True)
+        if english_only and language not in (None, "en"):
+            # faster-whisper would silently decode English instead: a transcript in the wrong language
+            raise InputError(
+                f"--language {language}: the Whisper model is English-only (a *.en model such as the "
+                "bundled tiny.en); pass a multilingual --whisper-model (e.g. large-v3 or its local folder)"
+            )
+        self.language = "en" if english_only else language
         self.pause_s = pause_s
         self.long_pause_s = long_pause_s
         self.beam_size = beam_size
-        self.batched = batched
+        self.pack_s = pack_s
+        self.batch_size = batch_size
         self._pipeline = None
 
     @staticmethod
@@ -179,11 +193,8 @@ class Transcriber:
         "see you in the next video, see you in the next video, ..." loop before 448 tokens."""
         return int(min(200, 16 + 10 * duration_s))
 
-    def asr_words(self, samples_16k: np.ndarray) -> list[Word]:
-        """Whisper's words, unfiltered."""
-        audio = np.asarray(samples_16k, np.float32)
-        duration = len(audio) / SAMPLE_RATE
-        common = dict(
+    def _options(self, duration_s: float) -> dict:
+        return dict(
             language=self.language,
             beam_size=self.beam_size,
             temperature=0.0,
@@ -191,20 +202,10 @@ class Transcriber:
             initial_prompt=self.initial_prompt,
             word_timestamps=True,
             vad_filter=False,
-            max_new_tokens=self.max_new_tokens(min(duration, 30.0)),
+            max_new_tokens=self.max_new_tokens(min(duration_s, 30.0)),
         )
-        if self.batched:
-            if self._pipeline is None:
-                from faster_whisper import BatchedInferencePipeline
 
-                self._pipeline = BatchedInferencePipeline(self.model)
-            # the whole clip in 30 s windows (no VAD cut: pauses stay visible to the decoder)
-            clips = [{"start": t, "end": min(duration, t + 30.0)} for t in np.arange(0.0, duration, 30.0)]
-            segments, _ = self._pipeline.transcribe(
-                audio, clip_timestamps=clips, without_timestamps=True, **common
-            )
-        else:
-            segments, _ = self.model.transcribe(audio, without_timestamps=False, **common)
+    def _words(self, segments) -> list[Word]:
         return [
             Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
             for seg in segments
@@ -212,12 +213,81 @@ class Transcriber:
             if w.word.strip()
         ]
 
+    def asr_words(self, samples_16k: np.ndarray) -> list[Word]:
+        """Whisper's words for one clip alone, unfiltered."""
+        return self.asr_words_many([samples_16k])[0]
+
+    def asr_words_many(self, clips: Sequence[np.ndarray], *, pack: bool = False) -> list[list[Word]]:
+        """Whisper's words per clip, unfiltered. ``pack``: short clips share windows of up to
+        ``pack_s`` seconds (``packing``), decoded ``batch_size`` windows at a time; else each clip
+        alone, sequentially (the default: it keeps more fillers, see the module docstring)."""
+        durations = [len(c) / SAMPLE_RATE for c in clips]
+        windows = pack_windows(durations, self.pack_s if pack else 0.0)
+        audios = [w.audio(clips, SAMPLE_RATE) for w in windows]
+        if pack:
+            per_window = self._batched_words(audios)
+        else:
+            per_window = [
+                self._words(
+                    self.model.transcribe(a, without_timestamps=False, **self._options(len(a) / SAMPLE_RATE))[
+                        0
+                    ]
+                )
+                for a in audios
+            ]
+        out: list[list[Word]] = [[] for _ in clips]
+        for window, words in zip(windows, per_window, strict=True):
+            for i, mine in zip(window.members, split_words(window, words), strict=True):
+                out[i] = mine
+        return out
+
+    def _batched_words(self, audios: list[np.ndarray]) -> list[list[Word]]:
+        """Every window at once through ``BatchedInferencePipeline``: the windows laid end to end in
+        one signal, each a ``clip_timestamps`` entry of at most 30 s (no VAD cut: the pauses stay
+        visible to the decoder), so their encoder and decoder passes run as batches."""
+        if self._pipeline is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._pipeline = BatchedInferencePipeline(self.model)
+        spans: list[dict[str, float]] = []
+        t = 0.0
+        for a in audios:
+            d = len(a) / SAMPLE_RATE
+            spans += [{"start": s, "end": min(t + d, s + 30.0)} for s in np.arange(t, t + d, 30.0).tolist()]
+            t += d
+        signal = np.concatenate(audios) if audios else np.zeros(0, np.float32)
+        longest = max((s["end"] - s["start"] for s in spans), default=0.0)
+        segments, _ = self._pipeline.transcribe(
+            signal, clip_timestamps=spans, without_timestamps=True, batch_size=self.batch_size,
+            **self._options(longest),
+        )  # fmt: skip
+        words = self._words(segments)
+        out: list[list[Word]] = []
+        t = 0.0
+        for a in audios:  # back to each window's own time
+            d = len(a) / SAMPLE_RATE
+            mine = [w for w in words if t <= (w.start + w.end) / 2 < t + d]
+            out.append([Word(w.text, w.start - t, w.end - t, w.probability) for w in mine])
+            t += d
+        return out
+
     def transcribe(self, samples_16k: np.ndarray) -> Transcript:
-        speech = speech_segments(samples_16k)
+        """One clip, decoded alone."""
+        return self.transcribe_many([samples_16k])[0]
+
+    def transcribe_many(self, clips: Sequence[np.ndarray], *, pack: bool = False) -> list[Transcript]:
+        """Clips (16 kHz) → one ``Transcript`` each. ``pack``: they share Whisper windows, in the order
+        given (each transcript then depends on its neighbours, so the caller fixes the group)."""
+        speech = [speech_segments(c) for c in clips]
+        heard = [i for i, s in enumerate(speech) if s]  # no speech: no ASR, an empty transcript
+        words = dict(zip(heard, self.asr_words_many([clips[i] for i in heard], pack=pack), strict=True))
+        return [self._marked(words.get(i, []), s) for i, s in enumerate(speech)]
+
+    def _marked(self, words: list[Word], speech: list[tuple[float, float]]) -> Transcript:
+        """The hallucination guards, then the markers, on one clip's words and measured speech."""
         if not speech:
             return Transcript(text="", marker_counts=dict.fromkeys(PATTERN_MARKERS, 0))
         speech_end = speech[-1][1]
-        words = self.asr_words(samples_16k)
         words = relabel_lookalike_fillers(drop_after_speech(words, speech_end))
         words = drop_words_in_silence(drop_packed_words(words), speech)
         words = drop_hallucinated_tail(drop_looped_phrases(words))
