@@ -29,6 +29,14 @@ def indextts2_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def indextts25_dir() -> Path:
+    path = shared_dir() / "indextts2_5"
+    if not path.is_dir():
+        pytest.fail(f"reference folder {path} is missing (set INDEXTTS_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def reference_tiny(indextts2_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
     tensors = load_file(str(indextts2_dir / "reference_tiny.safetensors"))
     meta = json.loads((indextts2_dir / "reference_tiny.json").read_text())
