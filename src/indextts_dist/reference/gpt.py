@@ -10,7 +10,14 @@ from ..generate import DecodingConfig, generate_codes
 from ..model import GPTConfig, UnifiedVoice, strict_load
 from .report import ReferenceError, ReferenceFile
 
-__all__ = ["GPT_ATOL", "aligned_sequences", "greedy_padded", "load_reference_model", "recompute_gpt"]
+__all__ = [
+    "GPT_ATOL",
+    "aligned_sequences",
+    "greedy_padded",
+    "load_reference_model",
+    "need_inputs",
+    "recompute_gpt",
+]
 
 GPT_ATOL = 1e-4
 
@@ -22,10 +29,14 @@ def need_inputs(ref: ReferenceFile, *names: str) -> None:
 
 
 def load_reference_model(ref: ReferenceFile, spk_cond_mode: str) -> UnifiedVoice:
-    """`UnifiedVoice` from the file's config in `spk_cond_mode` (the official constructor argument,
-    given by the verify kind), with `model.*` loaded strictly."""
-    config = {**ref.meta["config"], "spk_cond_mode": spk_cond_mode}
-    model = UnifiedVoice(GPTConfig.from_dict(config)).eval()
+    """`UnifiedVoice` from the file's config, with `model.*` loaded strictly. `spk_cond_mode` is the
+    official constructor argument the kind implies; the official files' configs omit it."""
+    config = GPTConfig.from_dict({"spk_cond_mode": spk_cond_mode, **ref.meta["config"]})
+    if config.spk_cond_mode != spk_cond_mode:
+        raise ReferenceError(
+            f"reference config has spk_cond_mode={config.spk_cond_mode!r}, this kind needs {spk_cond_mode!r}"
+        )
+    model = UnifiedVoice(config).eval()
     strict_load(model, {k: v.float() for k, v in ref.model.items()}, source="reference model.*")
     return model
 
