@@ -3,6 +3,7 @@
 from ..utils.hashing import file_sha256  # re-exported: `model.file_sha256` is what callers know
 from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
 from .config import (
+    LANGUAGE_ROWS,
     PRESETS,
     RANDOM_PRESETS,
     STYLE_DIM,
@@ -16,6 +17,7 @@ from .unified_voice import CONDITIONING_MODULES, MelPositions, TeacherForced, Un
 
 __all__ = [
     "CONDITIONING_MODULES",
+    "LANGUAGE_ROWS",
     "PRESETS",
     "RANDOM_PRESETS",
     "STYLE_DIM",
