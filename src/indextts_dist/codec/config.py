@@ -15,7 +15,10 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CODEC_PRESETS", "CodecConfig", "codec_preset"]
+__all__ = ["CODEC_PRESETS", "FEATURE_RATE_HZ", "CodecConfig", "codec_preset"]
+
+FEATURE_RATE_HZ = 50
+"""Frames per second of the codec's input (w2v-BERT 2.0 features: a 20 ms hop at 16 kHz)."""
 
 
 # duplicates: field declarations look alike across the config dataclasses (typed fields with
@@ -55,6 +58,11 @@ class CodecConfig:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"codec {f.name} must be a positive integer, got {value!r}")
+
+    @property
+    def code_rate(self) -> float:
+        """Codes per second of audio: 50 for v2's RepCodec, 25 for 2.5's EnhancedCodec."""
+        return FEATURE_RATE_HZ / self.downsample_scale
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
