@@ -9,7 +9,17 @@ import torch
 
 from indextts_dist.conditioning import GlobalConditioning
 from indextts_dist.conditioning.store import ConditioningError
-from indextts_dist.model import CheckpointError, GPTConfig, UnifiedVoice, build_model, preset, strict_load
+from indextts_dist.errors import InputError
+from indextts_dist.generate import DecodingConfig, generate_codes
+from indextts_dist.model import (
+    CheckpointError,
+    GPTConfig,
+    UnifiedVoice,
+    base_fingerprint,
+    build_model,
+    preset,
+    strict_load,
+)
 from indextts_dist.reference import compare_outputs, load_reference
 from indextts_dist.reference.gpt import GPT_ATOL
 from indextts_dist.reference.gpt_v25 import recompute_gpt_v25
@@ -128,3 +138,15 @@ def test_conditioning_fits_the_one_speaker_row():
     GlobalConditioning(torch.zeros(1, 64), torch.zeros(64)).check_fits(cfg)
     with pytest.raises(ConditioningError, match=r"the model needs \[1, 64\]"):
         GlobalConditioning(torch.zeros(32, 64), torch.zeros(64)).check_fits(cfg)
+
+
+@torch.no_grad()
+def test_tiny_v25_preset_is_seeded_and_generation_needs_the_language():
+    model = build_model("tiny-v2.5", seed=0, with_conditioning_encoders=False)
+    assert base_fingerprint("tiny-v2.5") == base_fingerprint("tiny-v2.5") != base_fingerprint("tiny")
+    prefix = model.build_prefix(torch.randn(1, 64), torch.randn(64))
+    with pytest.raises(InputError, match="one language id per text"):
+        generate_codes(model, prefix, [[5, 6, 7]], DecodingConfig.greedy(3))
+    a = generate_codes(model, prefix, [[5, 6, 7]], DecodingConfig.greedy(3), langs=[0]).codes[0]
+    b = generate_codes(model, prefix, [[5, 6, 7]], DecodingConfig.greedy(3), langs=[1]).codes[0]
+    assert a.numel() == b.numel() == 3  # different language rows, same machinery

@@ -3,7 +3,8 @@
 The texts themselves (normalization, segmentation, batching) are the loaded model's job
 (`inference.loaded.LoadedModel`), so every door into a model turns the same text into the same
 segments and the same batches. This module only holds the rule that every one of them shares: the
-conditioning prefix (34 rows in v2, 3 in 2.5) from the stored conditioning, and that the tokenizer fits the model.
+conditioning prefix (34 rows in v2, 3 in 2.5) from the stored conditioning, and that the tokenizer
+fits the model.
 """
 
 from __future__ import annotations

@@ -336,6 +336,8 @@ class UnifiedVoice(nn.Module):
         item's logits change with the other items' lengths. Here every real position sees exactly
         what it sees alone (and at inference), so a batch's loss is independent of its padding.
         Outputs have the official shapes; positions past an item's length hold junk (masked by the loss).
+        `langs` (2.5: the language row on every text position) and `mel_positions` (the training
+        layout, or the one official inference gives) are as in `forward`.
         """
         text_inputs, text_targets = self.align_text(text_ids, text_lengths)
         mel_inputs, mel_targets = self.align_mel(codes, code_lengths)
