@@ -170,13 +170,17 @@ class MultilingualTokenizer:
 
     def prepare(self, text: str, language: str) -> str:
         """The segment text the official front end encodes after the prefix (steps 2-7 of §4.2,
-        without the ja segmentation and the splitting into segments)."""
+        without the ja segmentation, warned about, and the splitting into segments)."""
         lang = language.lower()
         text = apply_char_map(text)
         if self.normalize and lang in _NORMALIZED:
             text = self.normalizer.normalize(text)
         elif self.normalize and lang in _NEMO_NORMALIZED:
             log.warning("no %s text normalization (NeMo) in this project: numbers stay as written", lang)
+        if lang == "ja":
+            log.warning(
+                "no Japanese word segmentation (fugashi) in this project: ids differ from the official"
+            )
         if lang in _LOWER:
             text = text.lower()
         elif lang in _UPPER:
