@@ -84,10 +84,10 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     peft = apply_lora(model, LoraSettings(rank=16, alpha=32, dropout=0.0)).to(device).train()
     gpt = peft.get_base_model()
     optimizer = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=1e-4)
-    prefix = torch.randn(1, 34, cfg.model_dim, device=device)
+    prefix = torch.randn(1, cfg.prefix_rows, cfg.model_dim, device=device)
     lengths = [(len(t), len(c)) for t, c in samples]
     if ours:
-        batches = cut_batches(lengths, args.max_tokens)
+        batches = cut_batches(lengths, args.max_tokens, cfg.prefix_rows)
         random.Random(0).shuffle(batches)
     else:
         order = list(range(len(samples)))

@@ -109,7 +109,7 @@ def test_tiny_preset_is_the_reference_config_and_fits_the_tiny_gpt(codec_ref):
     ("data", "message"),
     [
         ({"num_quantizers": 2}, "num_quantizers=2 is not supported"),
-        ({"downsample_scale": 2}, "downsample_scale=2 is not supported"),
+        ({"downsample_scale": 3}, "downsample_scale=3 is not supported"),
         ({"vocos_dim": 0}, "vocos_dim must be a positive integer"),
         ({"codebook_sise": 8192}, "unknown codec config keys: codebook_sise"),
     ],

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indextts_dist.train.batching import padded_cost
+from indextts_dist.model import preset
+from indextts_dist.train.batching import cut_batches, padded_cost
 from indextts_dist.train.epoch_plan import POOL, epoch_plan, micro_batches_per_rank
 from indextts_dist.train.schedule import learning_rate_at
 
@@ -50,14 +51,17 @@ LAYOUTS = {
 def test_every_sample_exactly_once_equal_steps(layout, world, grad_accum):
     samples = corpus(LAYOUTS[layout])
     for epoch in range(3):
-        ranks = epoch_plan(samples, epoch=epoch, seed=5, world=world, grad_accum=grad_accum, max_tokens=900)
+        ranks = epoch_plan(
+            samples, epoch=epoch, seed=5, world=world, grad_accum=grad_accum, max_tokens=900, prefix_rows=34
+        )
         assert len(ranks) == world
         lengths = {len(r) for r in ranks}
         assert len(lengths) == 1, lengths  # the same number of micro-batches on every rank
         steps = lengths.pop()
         assert steps % grad_accum == 0
-        assert steps == micro_batches_per_rank(samples, epoch=epoch, seed=5, world=world,
-                                               grad_accum=grad_accum, max_tokens=900)  # fmt: skip
+        assert steps == micro_batches_per_rank(
+            samples, epoch=epoch, seed=5, world=world, grad_accum=grad_accum, max_tokens=900, prefix_rows=34
+        )
         counted = Counter(k for r in ranks for b in r if b.weight > 0 for k in b.keys)
         assert counted == Counter(s.key for s in samples)  # every sample once, none twice
         pads = [b for r in ranks for b in r if b.weight == 0]
@@ -68,29 +72,31 @@ def test_every_sample_exactly_once_equal_steps(layout, world, grad_accum):
                 if len(b.keys) > 1:  # a batch within budget (a single long sample may exceed it)
                     t = max(by_key[k].text_len for k in b.keys)
                     c = max(by_key[k].code_len for k in b.keys)
-                    assert padded_cost(len(b.keys), t, c) <= 900
+                    assert padded_cost(len(b.keys), t, c, 34) <= 900
 
 
 def test_the_set_of_batches_does_not_depend_on_the_world_size():
     samples = corpus([40, 13, 90])
     plans = {}
     for world in (1, 2, 3):
-        ranks = epoch_plan(samples, epoch=1, seed=0, world=world, grad_accum=1, max_tokens=1200)
+        ranks = epoch_plan(
+            samples, epoch=1, seed=0, world=world, grad_accum=1, max_tokens=1200, prefix_rows=34
+        )
         plans[world] = sorted(b.keys for r in ranks for b in r if b.weight > 0)
     assert plans[1] == plans[2] == plans[3]
 
 
 def test_epochs_differ_and_the_plan_is_deterministic():
     samples = corpus([POOL + 10, 20])
-    a = epoch_plan(samples, epoch=0, seed=0, world=2, grad_accum=1, max_tokens=1500)
-    b = epoch_plan(samples, epoch=1, seed=0, world=2, grad_accum=1, max_tokens=1500)
-    assert a == epoch_plan(samples, epoch=0, seed=0, world=2, grad_accum=1, max_tokens=1500)
+    a = epoch_plan(samples, epoch=0, seed=0, world=2, grad_accum=1, max_tokens=1500, prefix_rows=34)
+    b = epoch_plan(samples, epoch=1, seed=0, world=2, grad_accum=1, max_tokens=1500, prefix_rows=34)
+    assert a == epoch_plan(samples, epoch=0, seed=0, world=2, grad_accum=1, max_tokens=1500, prefix_rows=34)
     assert a != b
 
 
 def test_more_ranks_than_batches_pad_with_zero_weight():
     samples = corpus([2])
-    ranks = epoch_plan(samples, epoch=0, seed=0, world=3, grad_accum=1, max_tokens=100_000)
+    ranks = epoch_plan(samples, epoch=0, seed=0, world=3, grad_accum=1, max_tokens=100_000, prefix_rows=34)
     weights = [[b.weight for b in r] for r in ranks]
     assert weights == [[1.0], [0.0], [0.0]]
 
@@ -108,3 +114,15 @@ def test_learning_rate_formula(warmup, total):
         assert all(a >= b for a, b in itertools.pairwise(lrs[w:]))
     with pytest.raises(ValueError):
         learning_rate_at(0, peak, warmup, total)
+
+
+def test_the_models_prefix_rows_count_in_the_budget():
+    """The budget holds the prefix too, so a 2.5 model (3 rows) fits more items than v2 (34 rows)."""
+    lengths = [(10, 20)] * 40
+    sizes = {}
+    for name in ("tiny", "tiny-v2.5"):
+        rows = preset(name).prefix_rows
+        batches = cut_batches(lengths, 600, rows)
+        assert all(padded_cost(len(b), 10, 20, rows) <= 600 for b in batches)
+        sizes[rows] = max(len(b) for b in batches)
+    assert sizes == {34: 600 // (34 + 12 + 22), 3: 600 // (3 + 12 + 22)}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from indextts_dist.codec import codec_preset
 from indextts_dist.conditioning import ConditioningSums
 from indextts_dist.preprocess.clip import ProcessedClip, count_markers, pause_code_counts
 from indextts_dist.preprocess.dataset_info import validation_split
@@ -81,8 +82,12 @@ def test_shard_unit_round_trip(tmp_path):
     ]  # fmt: skip
 
 
-def test_pause_codes_are_the_codes_inside_measured_silences():
-    codes = list(range(100))  # 2 s at 50 codes/s
+@pytest.mark.parametrize("codec", ["tiny", "tiny-v2.5"])
+def test_pause_codes_are_the_codes_inside_measured_silences(codec):
+    rate = codec_preset(codec).code_rate  # 50 codes/s (v2), 25 (2.5)
+    codes = list(range(int(2 * rate)))  # 2 s of codes
     speech = [(0.0, 0.5), (0.9, 1.2), (1.3, 2.0)]  # a 0.4 s pause, then a 0.1 s gap (not a pause)
-    assert pause_code_counts(codes, speech) == {str(c): 1 for c in range(25, 45)}
-    assert pause_code_counts(codes, []) == {}
+    inside = range(round(0.5 * rate), round(0.9 * rate))
+    assert pause_code_counts(codes, speech, rate) == {str(c): 1 for c in inside}
+    assert len(inside) == {50: 20, 25: 10}[int(rate)]
+    assert pause_code_counts(codes, [], rate) == {}

@@ -24,8 +24,6 @@ from indextts_dist.text import (
     TextNormalizer,
     TextTokenizer,
     TokenizerError,
-    chinese_tn,
-    default_zh_cache_dir,
     prepare_for_tokenizer,
     tiny_model_path,
     tiny_tokenizer,
@@ -61,19 +59,6 @@ def _item_params() -> list:
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def zh_cache_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where this session keeps the Chinese FSTs (fresh unless $INDEXTTS_DIST_CACHE is set)."""
-    return default_zh_cache_dir() if os.environ.get(CACHE_ENV) else tmp_path_factory.mktemp("tn") / "tn_zh"
-
-
-@pytest.fixture(scope="session")
-def zh_cache_dir(zh_cache_path: Path) -> Path:
-    """The Chinese FST cache, built (or loaded) once per session."""
-    chinese_tn(zh_cache_path)
-    return zh_cache_path
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ def planned_keys(data: Path, world: int, workers: int, epoch: int) -> list[list[
     out = []
     for rank in range(world):
         stream = PlanStream(manifest.train_samples, rank=rank, world=world, epoch=epoch, seed=0,
-                            grad_accum=1, max_tokens=700)  # fmt: skip
+                            grad_accum=1, max_tokens=700, prefix_rows=34)  # fmt: skip
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
         batches = list(loader)
         assert len(batches) == len(stream)

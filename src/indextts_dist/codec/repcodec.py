@@ -2,39 +2,21 @@
 
 IndexTTS2 runs two things only: `quantize` on the speaker prompt's features (the codes are the GPT's
 training targets; the embedding is S2Mel's prompt) and `quantizer.vq2emb` on generated codes. The
-`decoder` exists so the released `semantic_codec/model.safetensors` loads strictly; it is never run.
+`decoder` exists so the released `semantic_codec/model.safetensors` loads strictly; v2 never runs it
+(2.5's `EnhancedCodec`, a subclass, does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from ..model.checkpoint import (
-    CheckpointError,
-    load_state_dict_file,
-    state_dict_fingerprint,
-    strict_load_module,
-)
+from ..errors import InputError
 from .backbone import VocosBackbone
-from .config import CodecConfig, codec_preset
+from .config import CodecConfig
 from .quantizer import ResidualVQ
 
-__all__ = [
-    "TINY_CODEC_LABEL",
-    "RepCodec",
-    "build_codec",
-    "codec_fingerprint",
-    "load_codec",
-    "strict_load_codec",
-]
-
-TINY_CODEC_LABEL = (
-    "tiny codec preset: seeded RANDOM weights, for tests and demos only; its codes mean nothing"
-)
+__all__ = ["RepCodec"]
 
 
 def _backbone_and_projection(cfg: CodecConfig) -> nn.Sequential:
@@ -48,12 +30,24 @@ def _backbone_and_projection(cfg: CodecConfig) -> nn.Sequential:
 class RepCodec(nn.Module):
     """Encoder + single-stage factorized VQ (+ an unused decoder), in the official state-dict layout."""
 
+    DOWNSAMPLE_SCALE = 1
+    """The `downsample_scale` this class implements (2.5's `EnhancedCodec` has 2)."""
+
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
+        if cfg.downsample_scale != self.DOWNSAMPLE_SCALE:
+            raise InputError(
+                f"{type(self).__name__} needs downsample_scale={self.DOWNSAMPLE_SCALE}, got "
+                f"{cfg.downsample_scale} (RepCodec is v2's codec, EnhancedCodec 2.5's)"
+            )
         self.cfg = cfg
+        self._add_resampling(cfg)  # registered first: the official state-dict order
         self.encoder = _backbone_and_projection(cfg)
-        self.decoder = _backbone_and_projection(cfg)  # only for the strict load; never run
+        self.decoder = _backbone_and_projection(cfg)  # v2: only for the strict load; 2.5 decodes
         self.quantizer = ResidualVQ(cfg.num_quantizers, cfg.hidden_size, cfg.codebook_size, cfg.codebook_dim)
+
+    def _add_resampling(self, cfg: CodecConfig) -> None:
+        """v2 has no temporal resampling; `EnhancedCodec` adds its down/up convolutions here."""
 
     def _check_features(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.cfg.hidden_size:
@@ -72,7 +66,8 @@ class RepCodec(nn.Module):
         return self.encoder(x.transpose(1, 2)).transpose(1, 2)
 
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, hidden] → (codes [B, T] int64, quantized [B, T, hidden]); one code per frame."""
+        """x [B, T, hidden] → (codes [B, T'] int64, quantized [B, T', hidden]); one code per frame
+        (T' = T), or per two frames in `EnhancedCodec` (T' = ⌈T/2⌉)."""
         quantized, codes = self.quantizer(self.encode(x))
         return codes.squeeze(0), quantized.transpose(1, 2)
 
@@ -84,65 +79,3 @@ class RepCodec(nn.Module):
         if codes.dim() != 2:
             raise ValueError(f"codes_to_embedding expects codes [B, T], got shape {list(codes.shape)}")
         return self.quantizer.vq2emb(codes[None])
-
-
-def _resolve_config(preset_or_config: str | CodecConfig | Mapping) -> CodecConfig:
-    if isinstance(preset_or_config, CodecConfig):
-        return preset_or_config
-    if isinstance(preset_or_config, str):
-        return codec_preset(preset_or_config)
-    return CodecConfig.from_dict(dict(preset_or_config))
-
-
-def strict_load_codec(
-    model: RepCodec, state: Mapping[str, torch.Tensor], source: str = "codec checkpoint"
-) -> None:
-    """Load `state` with every key and shape checked; a misfit is ONE line naming the first bad key."""
-    strict_load_module(model, state, source, what="codec")
-
-
-def load_codec(
-    path_or_state: str | Path | Mapping[str, torch.Tensor],
-    preset_or_config: str | CodecConfig | Mapping = "official-v2",
-) -> RepCodec:
-    """Build the codec for a preset name, a `CodecConfig` or an official config block, load strictly, eval.
-
-    `path_or_state` is MaskGCT's `semantic_codec/model.safetensors`, a torch file (bare or under
-    "model"), or a state dict already in memory.
-    """
-    cfg = _resolve_config(preset_or_config)
-    if isinstance(path_or_state, (str, Path)):
-        state, source = load_state_dict_file(path_or_state), str(path_or_state)
-    else:
-        state, source = dict(path_or_state), "codec state dict"
-    model = RepCodec(cfg)
-    strict_load_codec(model, state, source=source)
-    return model.eval()
-
-
-def build_codec(
-    preset_name: str = "tiny",
-    weights: str | Path | None = None,
-    *,
-    config: CodecConfig | None = None,
-    seed: int = 0,
-) -> RepCodec:
-    """`official-v2` needs `weights`; `tiny` is seeded random (`TINY_CODEC_LABEL`) unless weights given."""
-    cfg = config or codec_preset(preset_name)
-    if weights is None and preset_name != "tiny":
-        raise CheckpointError(
-            f"codec preset {preset_name!r} needs its weights file "
-            "(MaskGCT semantic_codec/model.safetensors); none was given"
-        )
-    if weights is not None:
-        return load_codec(weights, cfg)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RepCodec(cfg)
-    return model.eval()
-
-
-def codec_fingerprint(codec: RepCodec | Mapping[str, torch.Tensor]) -> str:
-    """sha256 over key names, shapes and values: names the codec a set of extracted codes came from."""
-    state = codec.state_dict() if isinstance(codec, RepCodec) else codec
-    return state_dict_fingerprint(state)

@@ -1,4 +1,5 @@
-"""`global_conditioning.safetensors`: tensors `gpt_conditioning [32, D]` and `emo_vec [D]` plus metadata.
+"""`global_conditioning.safetensors`: tensors `gpt_conditioning [R, D]` and `emo_vec [D]` plus metadata
+(R = the model's speaker rows: 32 perceiver latents in v2, the one projected CAMPPlus style in 2.5).
 
 Safetensors only (nothing unpickled), written atomically, validated on load against the model it is
 meant for, so a conditioning from another model size fails with one line instead of a shape error
@@ -32,7 +33,8 @@ class ConditioningError(UserError, ValueError):
 @dataclass
 class GlobalConditioning:
     gpt_conditioning: torch.Tensor
-    """Mean perceiver output of the speaker path, [condition_num_latent, model_dim] (without e)."""
+    """Mean speaker rows without e, [speaker_rows, model_dim]: v2's perceiver latents, or 2.5's
+    `spk_emb_proj(style)` (affine, so the mean of the projections is the projection of the mean style)."""
     emo_vec: torch.Tensor
     """Mean emotion vector e (after emo_layer), [model_dim]."""
     metadata: dict[str, str] = field(default_factory=dict)
@@ -47,7 +49,7 @@ class GlobalConditioning:
         return cls(spk.float(), emo.float(), meta)
 
     def check_fits(self, cfg: GPTConfig, source: str = "conditioning") -> None:
-        want = (cfg.condition_num_latent, cfg.model_dim)
+        want = (cfg.speaker_rows, cfg.model_dim)
         if tuple(self.gpt_conditioning.shape) != want:
             raise ConditioningError(
                 f"{source}: gpt_conditioning has shape {list(self.gpt_conditioning.shape)}, "

@@ -1,7 +1,8 @@
 """KV-cached autoregressive decoding of semantic codes from a conditioning prefix and text.
 
-Mirrors the official inference path (SPEC §f): the prompt is `[prefix (34) ; text]`, left-padded over
-the batch, then the start code; every new code is embedded with `mel_embedding` plus a learned mel
+Mirrors the official inference path (SPEC §f, SPEC_2_5 §5.3): the prompt is `[prefix ; text]` (34
+prefix rows in v2, 3 in 2.5, whose text rows also carry the language row), left-padded over the
+batch, then the start code; every new code is embedded with `mel_embedding` plus a learned mel
 position. By default that position follows the official path, where the k-th generated code gets
 position k + 1 (one slot later than training); `mel_positions="training"` gives position k, the one
 the model saw during training. Greedy, sampling and HF-style beam search/beam-sample are supported.
@@ -111,8 +112,30 @@ def _strip_text_ids(ids: Sequence[int], model: UnifiedVoice) -> list[int]:
     return [int(i) for i in ids if int(i) not in special]
 
 
-def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Sequence[int]]) -> Prompt:
-    """`[pad… ; prefix ; <s> text </s>] + [start code at mel position 0]`, left-padded (SPEC §f.1)."""
+def _language_ids(
+    model: UnifiedVoice, langs: Sequence[int] | None, count: int, device: torch.device
+) -> list[torch.Tensor | None]:
+    """One `[1]` language id per text for a 2.5 model (None for v2): what `embed_text` adds."""
+    if not model.cfg.is_v25:
+        if langs is not None:
+            raise InputError("a v2 model takes no language ids")
+        return [None] * count
+    if langs is None or len(langs) != count:
+        raise InputError(f"a 2.5 model needs one language id per text ({count} texts)")
+    return [torch.tensor([int(lang)], device=device) for lang in langs]
+
+
+def prepare_prompt(
+    model: UnifiedVoice,
+    prefix: torch.Tensor,
+    texts: Sequence[Sequence[int]],
+    langs: Sequence[int] | None = None,
+) -> Prompt:
+    """`[pad… ; prefix ; <s> text </s>] + [start code at mel position 0]`, left-padded (SPEC §f.1).
+
+    Every 0 and 1 in a text is deleted before `<s>`/`</s>` are added (the official
+    `prepare_gpt_inputs`; in 2.5 that also removes standalone `!` and `"`, SPEC_2_5 §4.3). A 2.5
+    model needs `langs`, one `LANGUAGE_DICT` index per text."""
     cfg = model.cfg
     place = placement_of(model.mel_embedding)
     device, dtype = place.device, place.dtype
@@ -120,6 +143,7 @@ def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Se
         prefix = prefix.unsqueeze(0)
     if prefix.size(0) not in (1, len(texts)):
         raise ValueError(f"prefix batch {prefix.size(0)} does not match {len(texts)} texts")
+    lang_ids = _language_ids(model, langs, len(texts), device)
     rows = []
     for i, ids in enumerate(texts):
         ids = _strip_text_ids(ids, model)
@@ -127,7 +151,7 @@ def prepare_prompt(model: UnifiedVoice, prefix: torch.Tensor, texts: Sequence[Se
             raise InputError(f"text of {len(ids)} tokens exceeds the model's limit of {cfg.max_text_tokens}")
         text = torch.tensor([cfg.start_text_token, *ids, cfg.stop_text_token], device=device)[None]
         item_prefix = prefix[i if prefix.size(0) > 1 else 0].to(device=device, dtype=dtype)
-        rows.append(torch.cat([item_prefix, model.embed_text(text)[0]], dim=0))
+        rows.append(torch.cat([item_prefix, model.embed_text(text, lang_ids[i])[0]], dim=0))
     width = max(r.size(0) for r in rows)
     emb = torch.zeros(len(rows), width, cfg.model_dim, device=device, dtype=dtype)
     mask = torch.zeros(len(rows), width + 1, dtype=torch.long, device=device)
@@ -172,22 +196,29 @@ def generate_codes(
     prefix: torch.Tensor,
     texts: Sequence[Sequence[int]],
     cfg: DecodingConfig | None = None,
+    langs: Sequence[int] | None = None,
+    step_logits: list[torch.Tensor] | None = None,
 ) -> GenerationResult:
-    """Generate semantic codes for each text under `prefix` ([34, D], [1, 34, D] or [B, 34, D])."""
+    """Generate semantic codes for each text under `prefix` ([R, D], [1, R, D] or [B, R, D]; R = the
+    model's `prefix_rows`). A 2.5 model needs `langs` (one per text). With `step_logits` given (and
+    one beam), each step's raw float32 scores [B, V] are appended to it, before any processor:
+    what HF's `output_logits` returns, so a reference can check every step."""
     cfg = cfg or DecodingConfig()
     if not texts:
         return GenerationResult([], [])
     mcfg = model.cfg
     limit = mcfg.mel_positions - 1 - (1 if cfg.mel_positions == "official" else 0)
     max_new = min(cfg.max_new_tokens, limit)
-    prompt = prepare_prompt(model, prefix, texts)
+    prompt = prepare_prompt(model, prefix, texts, langs)
     generator = torch.Generator(device=prompt.embeddings.device)
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)
     else:
         generator.seed()
     if cfg.num_beams == 1:
-        return _decode_single(model, prompt, cfg, max_new, generator)
+        return _decode_single(model, prompt, cfg, max_new, generator, step_logits)
+    if step_logits is not None:
+        raise InputError("step_logits are only recorded with num_beams = 1")
     return _decode_beams(model, prompt, cfg, max_new, generator)
 
 
@@ -232,7 +263,12 @@ class _Backbone:
 
 
 def _decode_single(
-    model: UnifiedVoice, prompt: Prompt, cfg: DecodingConfig, max_new: int, generator: torch.Generator
+    model: UnifiedVoice,
+    prompt: Prompt,
+    cfg: DecodingConfig,
+    max_new: int,
+    generator: torch.Generator,
+    step_logits: list[torch.Tensor] | None = None,
 ) -> GenerationResult:
     batch = prompt.embeddings.size(0)
     device = prompt.embeddings.device
@@ -244,6 +280,8 @@ def _decode_single(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     generated: list[torch.Tensor] = []
     for step in range(1, max_new + 1):
+        if step_logits is not None:
+            step_logits.append(logits)
         scores = apply_processors(
             logits, seen, penalty=cfg.repetition_penalty, do_sample=cfg.do_sample,
             temp=cfg.temperature, k=cfg.top_k, p=cfg.top_p, min_keep=1,

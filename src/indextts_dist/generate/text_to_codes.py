@@ -3,7 +3,8 @@
 The texts themselves (normalization, segmentation, batching) are the loaded model's job
 (`inference.loaded.LoadedModel`), so every door into a model turns the same text into the same
 segments and the same batches. This module only holds the rule that every one of them shares: the
-34-row prefix from the stored conditioning, and that the tokenizer fits the model.
+conditioning prefix (34 rows in v2, 3 in 2.5) from the stored conditioning, and that the tokenizer
+fits the model.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def check_tokenizer_fits(model: UnifiedVoice, tokenizer: TextTokenizer) -> None:
 
 @torch.no_grad()
 def conditioning_prefix(model: UnifiedVoice, conditioning: GlobalConditioning) -> torch.Tensor:
-    """The [1, 34, D] prefix for `model`: the 32 speaker latents plus the emotion vector, then the two
-    speed rows (`UnifiedVoice.build_prefix`).
+    """The [1, prefix_rows, D] prefix for `model`: the speaker rows (v2: 32 latents; 2.5: the
+    projected style) plus the emotion vector, then the two tail rows (`UnifiedVoice.build_prefix`).
 
     Built on the model's device in float32 from the stored float32 conditioning, then rounded once
     to the model's dtype, so a half-precision model sees the nearest prefix it can hold. Move the

@@ -1,23 +1,37 @@
-"""IndexTTS2's GPT stage, our implementation, loading the official checkpoints strictly."""
+"""IndexTTS2's GPT stage (v2 and 2.5), our implementation, loading the official checkpoints strictly."""
 
 from ..utils.hashing import file_sha256  # re-exported: `model.file_sha256` is what callers know
 from .checkpoint import CheckpointError, load_gpt_checkpoint, load_state_dict_file, strict_load
-from .config import PRESETS, ConditionModuleConfig, GPTConfig, preset
+from .config import (
+    LANGUAGE_ROWS,
+    PRESETS,
+    RANDOM_PRESETS,
+    STYLE_DIM,
+    ConditionModuleConfig,
+    GPTConfig,
+    is_random_preset,
+    preset,
+)
 from .factory import TINY_LABEL, base_fingerprint, build_model
-from .unified_voice import CONDITIONING_MODULES, TeacherForced, UnifiedVoice
+from .unified_voice import CONDITIONING_MODULES, MelPositions, TeacherForced, UnifiedVoice
 
 __all__ = [
     "CONDITIONING_MODULES",
+    "LANGUAGE_ROWS",
     "PRESETS",
+    "RANDOM_PRESETS",
+    "STYLE_DIM",
     "TINY_LABEL",
     "CheckpointError",
     "ConditionModuleConfig",
     "GPTConfig",
+    "MelPositions",
     "TeacherForced",
     "UnifiedVoice",
     "base_fingerprint",
     "build_model",
     "file_sha256",
+    "is_random_preset",
     "load_gpt_checkpoint",
     "load_state_dict_file",
     "preset",

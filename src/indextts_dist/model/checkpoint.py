@@ -1,9 +1,11 @@
 """Loading official GPT-stage checkpoints strictly, without unpickling anything.
 
-The release loader used `strict=True`, so `gpt.pth` holds exactly the 665 keys our model registers.
-We accept a bare state dict or `{"model": ...}`, drop the alias keys that post-init models and
-community trainers save (`inference_model.*`, `gpt.wte.weight`), and then load strictly. A file that
-does not fit fails with one line naming the first offending key, never with a 600-line diff.
+The v2 release loader used `strict=True`, so its `gpt.pth` holds exactly the 665 keys our model
+registers; 2.5's loader is `strict=False`, but its layout (456 keys) is pinned by the official-size
+manifest our `official-v2.5` preset reproduces, so it loads strictly too. We accept a bare state
+dict or `{"model": ...}`, drop the alias keys that post-init models and community trainers save
+(`inference_model.*`, `gpt.wte.weight`), and then load strictly. A file that does not fit fails
+with one line naming the first offending key, never with a 600-line diff.
 """
 
 from __future__ import annotations

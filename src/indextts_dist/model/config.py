@@ -11,7 +11,27 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
+__all__ = [
+    "LANGUAGE_ROWS",
+    "PRESETS",
+    "RANDOM_PRESETS",
+    "SPK_COND_MODES",
+    "STYLE_DIM",
+    "ConditionModuleConfig",
+    "GPTConfig",
+    "is_random_preset",
+    "preset",
+]
+
+SPK_COND_MODES = ("conformer", "campplus")
+"""The official `spk_cond_mode` values: v2's conformer + perceiver speaker path, 2.5's CAMPPlus row."""
+
+STYLE_DIM = 192
+"""Width of the CAMPPlus style vector that 2.5's `spk_emb_proj` maps to one prefix row."""
+
+LANGUAGE_ROWS = 107
+"""Rows of 2.5's `lang_embedding`: the 106 entries of the official `LANGUAGE_DICT` plus one never
+indexed (SPEC_2_5 §1.1)."""
 
 
 # duplicates: field declarations look alike across the config dataclasses (typed fields with
@@ -52,7 +72,11 @@ class ConditionModuleConfig:
 # docstrings); each holds its own model's settings, so there is no logic to share.
 @dataclass(frozen=True)
 class GPTConfig:
-    """The `gpt:` block of the official `config.yaml` (v2), with the same keys and meanings."""
+    """The `gpt:` block of the official `config.yaml` (v2 and 2.5), with the same keys and meanings.
+
+    `spk_cond_mode` is the constructor argument the official inference scripts pass beside the
+    block ("conformer" for v2, "campplus" for 2.5); it is kept here so one config rebuilds either.
+    """
 
     model_dim: int = 1280
     """Width of the GPT-2 backbone and of the 32 conditioning latents."""
@@ -92,14 +116,22 @@ class GPTConfig:
     """Gradient checkpointing in the backbone during training; no effect on weights."""
     types: int = 1
     """Text token types (the text table has number_text_tokens * types + 1 rows)."""
+    spk_cond_mode: str = "conformer"
+    """'conformer' (v2: 34-row prefix, speed rows) or 'campplus' (2.5: 3-row prefix from a CAMPPlus
+    style vector, `lang_embedding` on every text position)."""
     condition_module: ConditionModuleConfig = field(default_factory=ConditionModuleConfig)
-    """Speaker conformer + perceiver."""
+    """Speaker conformer + perceiver (v2 only; 2.5 reads it from the block but builds nothing from it)."""
     emo_condition_module: ConditionModuleConfig = field(
         default_factory=lambda: ConditionModuleConfig(linear_units=1024, attention_heads=4, num_blocks=4)
     )
     """Emotion conformer + perceiver."""
 
     def __post_init__(self) -> None:
+        if self.spk_cond_mode not in SPK_COND_MODES:
+            raise InputError(
+                f"spk_cond_mode {self.spk_cond_mode!r} is not supported; choose one of: "
+                f"{', '.join(SPK_COND_MODES)}"
+            )
         if self.condition_type != "conformer_perceiver":
             raise InputError(f"condition_type {self.condition_type!r} is not supported (IndexTTS2 v2 only)")
         if not self.use_mel_codes_as_input:
@@ -131,9 +163,25 @@ class GPTConfig:
         return self.max_text_tokens + 2
 
     @property
+    def is_v25(self) -> bool:
+        """The 2.5 layout: CAMPPlus speaker row, zero tail rows, language embedding."""
+        return self.spk_cond_mode == "campplus"
+
+    @property
+    def version(self) -> str:
+        """'v2' or 'v2.5': what a package records and what base weights it accepts."""
+        return "v2.5" if self.is_v25 else "v2"
+
+    @property
+    def speaker_rows(self) -> int:
+        """Rows of the stored speaker conditioning: 32 perceiver latents (v2) or proj(style) (2.5)."""
+        return 1 if self.is_v25 else self.condition_num_latent
+
+    @property
     def prefix_rows(self) -> int:
-        """Conditioning prefix: the latents (+ e) and the two speed rows."""
-        return self.condition_num_latent + 2
+        """Conditioning prefix: the speaker rows (+ e), then two rows (v2: speed_emb[1], speed_emb[0];
+        2.5: zeros). 34 for v2, 3 for 2.5."""
+        return self.speaker_rows + 2
 
     @property
     def codebook_size(self) -> int:
@@ -158,36 +206,58 @@ class GPTConfig:
         return cls(**values)
 
 
-def _tiny() -> GPTConfig:
+def _tiny(**overrides: Any) -> GPTConfig:
     """The tiny preset: the reference file's shapes, a 256-piece tokenizer and a 64-code codebook.
 
     Random weights: it exists so tests, CI and the demo run the same code fast. It does not speak.
     """
-    return GPTConfig(
-        model_dim=64,
-        max_mel_tokens=400,
-        max_text_tokens=120,
-        heads=4,
-        layers=2,
-        number_text_tokens=256,
-        number_mel_codes=66,
-        start_mel_token=64,
-        stop_mel_token=65,
-        checkpointing=False,
-        condition_module=ConditionModuleConfig(
+    values: dict[str, Any] = {
+        "model_dim": 64,
+        "max_mel_tokens": 400,
+        "max_text_tokens": 120,
+        "heads": 4,
+        "layers": 2,
+        "number_text_tokens": 256,
+        "number_mel_codes": 66,
+        "start_mel_token": 64,
+        "stop_mel_token": 65,
+        "checkpointing": False,
+        "condition_module": ConditionModuleConfig(
             output_size=32, linear_units=64, attention_heads=4, num_blocks=2, perceiver_mult=2
         ),
-        emo_condition_module=ConditionModuleConfig(
+        "emo_condition_module": ConditionModuleConfig(
             output_size=32, linear_units=48, attention_heads=2, num_blocks=1, perceiver_mult=2
         ),
-    )
+    }
+    values.update(overrides)
+    return GPTConfig(**values)
 
 
-PRESETS: dict[str, GPTConfig] = {"official-v2": GPTConfig(), "tiny": _tiny()}
+V25_TEXT_TOKENS = 60509
+"""2.5's `number_text_tokens`: the tiktoken vocabulary's 58,836 ranks + 1,673 specials (cfg:9)."""
+
+PRESETS: dict[str, GPTConfig] = {
+    "official-v2": GPTConfig(),
+    "tiny": _tiny(),
+    # The `gpt:` block of configs/config_v2_5.yaml@aa01d63 (SPEC_2_5 §1.2) with spk_cond_mode="campplus".
+    "official-v2.5": GPTConfig(number_text_tokens=V25_TEXT_TOKENS, spk_cond_mode="campplus"),
+    # The tiny sizes in the 2.5 layout. The text table keeps the full 2.5 vocabulary so the real
+    # tiktoken front end's ids (up to 60,508) fit; everything else is as small as `tiny`.
+    "tiny-v2.5": _tiny(number_text_tokens=V25_TEXT_TOKENS, spk_cond_mode="campplus"),
+}
+
+
+RANDOM_PRESETS = ("tiny", "tiny-v2.5")
+"""Presets built from a seed (random weights, for tests and demos) rather than loaded from a file."""
+
+
+def is_random_preset(name: str) -> bool:
+    """True for the tiny presets, whose weights are drawn from a seed unless a file is given."""
+    return name in RANDOM_PRESETS
 
 
 def preset(name: str) -> GPTConfig:
-    """Return a named preset (`official-v2` or `tiny`)."""
+    """Return a named preset (`official-v2`, `tiny`, `official-v2.5` or `tiny-v2.5`)."""
     try:
         return PRESETS[name]
     except KeyError:

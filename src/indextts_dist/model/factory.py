@@ -8,7 +8,7 @@ import torch
 
 from ..utils.hashing import file_sha256
 from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerprint
-from .config import GPTConfig, preset
+from .config import GPTConfig, is_random_preset, preset
 from .unified_voice import UnifiedVoice
 
 __all__ = ["TINY_LABEL", "base_fingerprint", "build_model"]
@@ -24,9 +24,10 @@ def build_model(
     seed: int = 0,
     with_conditioning_encoders: bool = True,
 ) -> UnifiedVoice:
-    """`official-v2` needs `weights` (gpt.pth); `tiny` is built from `seed` unless weights are given."""
+    """`official-v2`/`official-v2.5` need `weights` (gpt.pth); `tiny`/`tiny-v2.5` are built from `seed`
+    unless weights are given."""
     cfg = config or preset(preset_name)
-    if weights is None and preset_name != "tiny":
+    if weights is None and not is_random_preset(preset_name):
         raise CheckpointError(f"preset {preset_name!r} needs its weights file (gpt.pth); none was given")
     if weights is not None:
         model = UnifiedVoice(cfg, with_conditioning_encoders=with_conditioning_encoders)
@@ -47,6 +48,6 @@ def base_fingerprint(preset_name: str, weights: str | Path | None = None, seed: 
     or, for the tiny preset's random weights, a hash of the full state dict built from `seed`."""
     if weights is not None:
         return file_sha256(weights)
-    if preset_name != "tiny":
+    if not is_random_preset(preset_name):
         raise CheckpointError(f"preset {preset_name!r} needs its weights file to be fingerprinted")
-    return state_dict_fingerprint(build_model("tiny", seed=seed).state_dict())
+    return state_dict_fingerprint(build_model(preset_name, seed=seed).state_dict())

@@ -2,22 +2,33 @@
 
 Reads top to bottom as SPEC.md §a, §b and §e. The backbone is `transformers.GPT2Model` with its token
 table deleted and its position table replaced by zeros: every position signal comes from our own
-learned text/mel tables, and the 34-row conditioning prefix gets none.
+learned text/mel tables, and the conditioning prefix gets none.
+
+One class serves both releases, switched by `GPTConfig.spk_cond_mode` as in the official code
+(SPEC_2_5 §0): v2 ("conformer") builds the speaker conformer + perceiver and `speed_emb` (34-row
+prefix); 2.5 ("campplus") builds `spk_emb_proj` (a CAMPPlus style vector -> one row, then two zero
+rows: a 3-row prefix) and `lang_embedding`, added to every text position. Everything else is shared.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2Model
 
-from .config import GPTConfig
+from .config import LANGUAGE_ROWS, STYLE_DIM, GPTConfig
 from .conformer import FEATURE_DIM, ConformerEncoder
 from .perceiver import PerceiverResampler
 
-__all__ = ["CONDITIONING_MODULES", "TeacherForced", "UnifiedVoice"]
+__all__ = ["CONDITIONING_MODULES", "MelPositions", "TeacherForced", "UnifiedVoice"]
+
+MelPositions = Literal["training", "official"]
+"""Mel positions of a teacher-forced block `[start, c1..cL, stop]`: 'training' = 0, 1, ..., L+1 (the
+official training forward); 'official' = 0, 2, 3, ..., L+2, the positions official inference gives
+(generated code k sits at k + 1, SPEC §f / SPEC_2_5 §5.3), so training can match what generation sees."""
 
 EMO_PERCEIVER_DIM = 1024
 """The emotion perceiver always works at 1024 dims; `emovec_layer` maps it to model_dim."""
@@ -25,6 +36,7 @@ EMO_PERCEIVER_DIM = 1024
 CONDITIONING_MODULES = (
     "conditioning_encoder",
     "perceiver_encoder",
+    "spk_emb_proj",
     "emo_conditioning_encoder",
     "emo_perceiver_encoder",
     "emovec_layer",
@@ -53,12 +65,24 @@ class LearnedPositions(nn.Module):
         nn.init.normal_(self.emb.weight, std=0.02)
 
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        if offset + length > self.emb.num_embeddings:
-            raise ValueError(
-                f"sequence of {offset + length} positions exceeds the table's {self.emb.num_embeddings} rows"
-            )
-        idx = torch.arange(offset, offset + length, device=self.emb.weight.device)
+        return self.at(torch.arange(offset, offset + length, device=self.emb.weight.device))
+
+    def at(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows at explicit positions (any shape), with a one-line error past the table."""
+        rows = self.emb.num_embeddings
+        if idx.numel() and int(idx.max()) >= rows:
+            raise ValueError(f"sequence of {int(idx.max()) + 1} positions exceeds the table's {rows} rows")
         return self.emb(idx)
+
+
+def mel_position_ids(length: int, mode: MelPositions, device: torch.device) -> torch.Tensor:
+    """Positions of a mel block of `length` rows under `mode` (see `MelPositions`)."""
+    idx = torch.arange(length, device=device)
+    if mode == "official":
+        return torch.where(idx > 0, idx + 1, idx)
+    if mode != "training":
+        raise ValueError(f"mel_positions must be 'training' or 'official', got {mode!r}")
+    return idx
 
 
 def build_backbone(cfg: GPTConfig) -> GPT2Model:
@@ -113,15 +137,20 @@ class UnifiedVoice(nn.Module):
         d = cfg.model_dim
         if with_conditioning_encoders:
             spk, emo = cfg.condition_module, cfg.emo_condition_module
-            self.conditioning_encoder = ConformerEncoder(spk, FEATURE_DIM)
-            self.perceiver_encoder = PerceiverResampler(
-                d, spk.output_size, cfg.condition_num_latent, spk.attention_heads, spk.perceiver_mult
-            )
+            if cfg.is_v25:
+                self.spk_emb_proj = nn.Linear(STYLE_DIM, d)
+            else:
+                self.conditioning_encoder = ConformerEncoder(spk, FEATURE_DIM)
+                self.perceiver_encoder = PerceiverResampler(
+                    d, spk.output_size, cfg.condition_num_latent, spk.attention_heads, spk.perceiver_mult
+                )
             self.emo_conditioning_encoder = ConformerEncoder(emo, FEATURE_DIM)
             self.emo_perceiver_encoder = PerceiverResampler(
                 EMO_PERCEIVER_DIM, emo.output_size, 1, emo.attention_heads, emo.perceiver_mult
             )
         self.text_embedding = nn.Embedding(cfg.text_vocab_rows, d)
+        if cfg.is_v25:
+            self.lang_embedding = nn.Embedding(LANGUAGE_ROWS, d)
         if with_conditioning_encoders:
             self.emo_layer = nn.Linear(d, d)
             self.emovec_layer = nn.Linear(EMO_PERCEIVER_DIM, d)
@@ -132,14 +161,15 @@ class UnifiedVoice(nn.Module):
         self.final_norm = nn.LayerNorm(d, eps=1e-5)
         self.text_head = nn.Linear(d, cfg.text_vocab_rows)
         self.mel_head = nn.Linear(d, cfg.number_mel_codes)
-        self.speed_emb = nn.Embedding(2, d)
+        if not cfg.is_v25:
+            self.speed_emb = nn.Embedding(2, d)
+            nn.init.zeros_(self.speed_emb.weight)
         nn.init.normal_(self.text_embedding.weight, std=0.02)
         nn.init.normal_(self.mel_embedding.weight, std=0.02)
-        nn.init.zeros_(self.speed_emb.weight)
 
     @property
     def has_conditioning_encoders(self) -> bool:
-        return hasattr(self, "conditioning_encoder")
+        return hasattr(self, "emo_conditioning_encoder")
 
     def drop_conditioning_encoders(self) -> UnifiedVoice:
         """Free the encoders (e.g. after building random weights in the one canonical order)."""
@@ -154,10 +184,20 @@ class UnifiedVoice(nn.Module):
             raise RuntimeError("this UnifiedVoice was built without conditioning encoders")
 
     def get_conditioning(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """w2v-BERT features [B, T, 1024] with true lengths -> speaker latents [B, 32, D]."""
+        """v2: w2v-BERT features [B, T, 1024] with true lengths -> speaker latents [B, 32, D]."""
         self._require_encoders()
+        if self.cfg.is_v25:
+            raise RuntimeError("a 2.5 (campplus) UnifiedVoice takes a CAMPPlus style: use project_style")
         hidden, mask = self.conditioning_encoder(feats, lengths)
         return self.perceiver_encoder(hidden, mask)
+
+    def project_style(self, style: torch.Tensor) -> torch.Tensor:
+        """2.5: CAMPPlus style [B, 192] (or [B, 1, 192]) -> the speaker row [B, 1, D] (`spk_emb_proj`)."""
+        self._require_encoders()
+        if not self.cfg.is_v25:
+            raise RuntimeError("a v2 (conformer) UnifiedVoice has no spk_emb_proj: use get_conditioning")
+        rows = self.spk_emb_proj(style)
+        return rows if rows.dim() == 3 else rows.unsqueeze(1)
 
     def get_emo_raw(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Emotion conformer + perceiver: [B, 1024] (before `emovec_layer`)."""
@@ -169,16 +209,35 @@ class UnifiedVoice(nn.Module):
         """The emotion vector e [B, D] = emo_layer(emovec_layer(emo_raw))."""
         return self.emo_layer(self.emovec_layer(self.get_emo_raw(feats, lengths)))
 
-    def build_prefix(self, spk_latents: torch.Tensor, emo_vec: torch.Tensor) -> torch.Tensor:
-        """[L + e ; speed_emb[1] ; speed_emb[0]]: the 34-row prefix, [B, 34, D] (batch dims broadcast)."""
-        if spk_latents.dim() == 2:
-            spk_latents = spk_latents.unsqueeze(0)
+    def merge_emo_vec(
+        self,
+        base_feats: torch.Tensor,
+        emo_feats: torch.Tensor,
+        base_lengths: torch.Tensor,
+        emo_lengths: torch.Tensor,
+        alpha: float,
+    ) -> torch.Tensor:
+        """`base + alpha * (emo - base)` of the two prompts' emotion vectors (the official
+        `merge_emovec`): alpha 1 is the emotion prompt's vector, 0 the speaker prompt's."""
+        base = self.get_emo_vec(base_feats, base_lengths)
+        return base + alpha * (self.get_emo_vec(emo_feats, emo_lengths) - base)
+
+    def build_prefix(self, spk_rows: torch.Tensor, emo_vec: torch.Tensor) -> torch.Tensor:
+        """[S + e ; tail]: the conditioning prefix [B, prefix_rows, D] (batch dims broadcast).
+
+        S is the speaker conditioning (v2: 32 latents; 2.5: the one `project_style` row); the two tail
+        rows are `speed_emb[1], speed_emb[0]` in v2 and zeros in 2.5 (SPEC_2_5 §3.3)."""
+        if spk_rows.dim() == 2:
+            spk_rows = spk_rows.unsqueeze(0)
         if emo_vec.dim() == 1:
             emo_vec = emo_vec.unsqueeze(0)
-        batch = max(spk_latents.size(0), emo_vec.size(0))
-        body = (spk_latents + emo_vec.unsqueeze(1)).expand(batch, -1, -1)
-        speed = self.speed_emb.weight[[1, 0]].to(body.dtype)
-        return torch.cat([body, speed.unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        batch = max(spk_rows.size(0), emo_vec.size(0))
+        body = (spk_rows + emo_vec.unsqueeze(1)).expand(batch, -1, -1)
+        if self.cfg.is_v25:
+            tail = body.new_zeros(2, body.size(-1))
+        else:
+            tail = self.speed_emb.weight[[1, 0]].to(body.dtype)
+        return torch.cat([body, tail.unsqueeze(0).expand(batch, -1, -1)], dim=1)
 
     # Sequences (SPEC §e) -------------------------------------------------------------------------
     def align_text(self, text_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,11 +246,34 @@ class UnifiedVoice(nn.Module):
     def align_mel(self, codes: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_and_align(codes, lengths, self.cfg.start_mel_token, self.cfg.stop_mel_token)
 
-    def embed_text(self, text_inputs: torch.Tensor) -> torch.Tensor:
+    def embed_text(self, text_inputs: torch.Tensor, langs: torch.Tensor | None = None) -> torch.Tensor:
+        """Token rows + text positions (+ 2.5's `lang_embedding(langs)` on every position).
+
+        A 2.5 model needs `langs` ([B] `LANGUAGE_DICT` indices): official inference adds the row and
+        its teacher forcing without it differs by ~1.3 in the logits (SPEC_2_5 §5.2). Only the
+        reference check of the official no-language forward calls `embed_text_rows` without it."""
+        emb = self.embed_text_rows(text_inputs)
+        if self.cfg.is_v25:
+            if langs is None:
+                raise ValueError("a 2.5 UnifiedVoice needs the language ids (langs) of its texts")
+            emb = emb + self.lang_embedding(langs.to(text_inputs.device)).unsqueeze(1)
+        elif langs is not None:
+            raise ValueError("a v2 UnifiedVoice has no language embedding; langs must be None")
+        return emb
+
+    def embed_text_rows(self, text_inputs: torch.Tensor) -> torch.Tensor:
+        """`text_embedding + text_pos`, without any language row (the official training forward)."""
         return self.text_embedding(text_inputs) + self.text_pos_embedding(text_inputs.size(1))
 
-    def embed_mel(self, mel_inputs: torch.Tensor, position_offset: int = 0) -> torch.Tensor:
-        positions = self.mel_pos_embedding(mel_inputs.size(1), position_offset)
+    def embed_mel(
+        self, mel_inputs: torch.Tensor, position_offset: int = 0, mel_positions: MelPositions = "training"
+    ) -> torch.Tensor:
+        """Code rows + mel positions; `position_offset` places a one-code step while decoding."""
+        if position_offset:
+            positions = self.mel_pos_embedding(mel_inputs.size(1), position_offset)
+        else:
+            idx = mel_position_ids(mel_inputs.size(1), mel_positions, mel_inputs.device)
+            positions = self.mel_pos_embedding.at(idx)
         return self.mel_embedding(mel_inputs) + positions
 
     def hidden(
@@ -211,13 +293,17 @@ class UnifiedVoice(nn.Module):
         text_lengths: torch.Tensor,
         codes: torch.Tensor,
         code_lengths: torch.Tensor,
+        langs: torch.Tensor | None = None,
+        mel_positions: MelPositions = "training",
     ) -> TeacherForced:
-        """Teacher-forced pass: prefix [B|1, 34, D], padded text ids and codes with their true lengths."""
+        """Teacher-forced pass: prefix [B|1, prefix_rows, D], padded text ids and codes with their true
+        lengths, and (2.5) the language ids of the texts."""
         text_inputs, text_targets = self.align_text(text_ids, text_lengths)
         mel_inputs, mel_targets = self.align_mel(codes, code_lengths)
         if prefix.size(0) != text_ids.size(0):
             prefix = prefix.expand(text_ids.size(0), -1, -1)
-        h_text, h_mel = self.hidden(prefix, self.embed_text(text_inputs), self.embed_mel(mel_inputs))
+        text_emb = self.embed_text(text_inputs, langs)
+        h_text, h_mel = self.hidden(prefix, text_emb, self.embed_mel(mel_inputs, mel_positions=mel_positions))
         return self._teacher_forced(h_text, h_mel, text_targets, mel_targets)
 
     def _teacher_forced(
@@ -240,6 +326,8 @@ class UnifiedVoice(nn.Module):
         text_lengths: torch.Tensor,
         codes: torch.Tensor,
         code_lengths: torch.Tensor,
+        langs: torch.Tensor | None = None,
+        mel_positions: MelPositions = "training",
     ) -> TeacherForced:
         """Teacher-forced pass where each item is laid out as it is at batch size 1:
         `[prefix | <s> text </s> | <start> codes <stop>]`, right-padded, with an attention mask.
@@ -248,11 +336,14 @@ class UnifiedVoice(nn.Module):
         item's logits change with the other items' lengths. Here every real position sees exactly
         what it sees alone (and at inference), so a batch's loss is independent of its padding.
         Outputs have the official shapes; positions past an item's length hold junk (masked by the loss).
+        `langs` (2.5: the language row on every text position) and `mel_positions` (the training
+        layout, or the one official inference gives) are as in `forward`.
         """
         text_inputs, text_targets = self.align_text(text_ids, text_lengths)
         mel_inputs, mel_targets = self.align_mel(codes, code_lengths)
         batch, rows = text_ids.size(0), prefix.size(1)
-        text_emb, mel_emb = self.embed_text(text_inputs), self.embed_mel(mel_inputs)
+        text_emb = self.embed_text(text_inputs, langs)
+        mel_emb = self.embed_mel(mel_inputs, mel_positions=mel_positions)
         text_w, mel_w = text_emb.size(1), mel_emb.size(1)
         device = text_emb.device
         width = rows + text_w + mel_w

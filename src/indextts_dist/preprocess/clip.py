@@ -54,11 +54,11 @@ def sample_key(listed: ListedClip) -> str:
     return f"{stem or 'clip'}-{(listed.sha256 or '')[:10]}"
 
 
-CODE_RATE = 50
-
-
-def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> dict[str, int]:
-    """Which semantic codes the clip's measured pauses (silences of >= PAUSE_S between speech) map to.
+def pause_code_counts(
+    codes: list[int], speech: list[tuple[float, float]], code_rate: float
+) -> dict[str, int]:
+    """Which semantic codes the clip's measured pauses (silences of >= PAUSE_S between speech) map to;
+    `code_rate` is the codec's codes per second (`CodecConfig.code_rate`: 50 in v2, 25 in 2.5).
 
     `diagnose` compares generated code streams against these: the share of generated codes that are
     "pause codes" tells whether the adapter learned the speaker's pausing. Empty without ASR timing.
@@ -66,7 +66,7 @@ def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> di
     counts: Counter[str] = Counter()
     for (_, end), (start, _) in pairwise(speech):
         if start - end >= PAUSE_S:
-            counts.update(str(c) for c in codes[round(end * CODE_RATE) : round(start * CODE_RATE)])
+            counts.update(str(c) for c in codes[round(end * code_rate) : round(start * code_rate)])
     return dict(counts)
 
 
@@ -193,7 +193,7 @@ def process_clip(
         "transcript_source": "csv" if override is not None else "asr",
         "unk_share": round(unk_share, 4),
         "markers": dict(count_markers(text)),
-        "pause_codes": pause_code_counts(codes.tolist(), speech),
+        "pause_codes": pause_code_counts(codes.tolist(), speech, comps.codec.cfg.code_rate),
     }
     return ProcessedClip(
         meta["id"],

@@ -2,21 +2,74 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..generate import DecodingConfig, generate_codes
 from ..model import GPTConfig, UnifiedVoice, strict_load
 from .report import ReferenceError, ReferenceFile
 
-__all__ = ["GPT_ATOL", "recompute_gpt"]
+__all__ = [
+    "GPT_ATOL",
+    "aligned_sequences",
+    "greedy_padded",
+    "load_reference_model",
+    "need_inputs",
+    "recompute_gpt",
+]
 
 GPT_ATOL = 1e-4
 
 
-def _need(ref: ReferenceFile, *names: str) -> None:
+def need_inputs(ref: ReferenceFile, *names: str) -> None:
     missing = [n for n in names if n not in ref.inputs]
     if missing:
         raise ReferenceError(f"reference lacks input tensor(s): {', '.join('input.' + n for n in missing)}")
+
+
+def load_reference_model(ref: ReferenceFile, spk_cond_mode: str) -> UnifiedVoice:
+    """`UnifiedVoice` from the file's config, with `model.*` loaded strictly. `spk_cond_mode` is the
+    official constructor argument the kind implies; the official files' configs omit it."""
+    config = GPTConfig.from_dict({"spk_cond_mode": spk_cond_mode, **ref.meta["config"]})
+    if config.spk_cond_mode != spk_cond_mode:
+        raise ReferenceError(
+            f"reference config has spk_cond_mode={config.spk_cond_mode!r}, this kind needs {spk_cond_mode!r}"
+        )
+    model = UnifiedVoice(config).eval()
+    strict_load(model, {k: v.float() for k, v in ref.model.items()}, source="reference model.*")
+    return model
+
+
+def aligned_sequences(
+    model: UnifiedVoice,
+    text_ids: torch.Tensor,
+    text_lengths: torch.Tensor,
+    codes: torch.Tensor,
+    code_lengths: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The official forward's aligned inputs/targets for text and codes (SPEC §e.1-2)."""
+    out: dict[str, torch.Tensor] = {}
+    out["text_inputs"], out["text_targets"] = model.align_text(text_ids, text_lengths)
+    out["mel_inputs"], out["mel_targets"] = model.align_mel(codes, code_lengths)
+    return out
+
+
+def greedy_padded(
+    model: UnifiedVoice,
+    prefix: torch.Tensor,
+    texts: Sequence[Sequence[int]],
+    steps: int,
+    langs: Sequence[int] | None = None,
+    step_logits: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Greedy codes [B, steps] as the official `inference_speech` returns them: HF's output carries
+    the stop code and stop padding up to the cap, ours is cut at the stop."""
+    result = generate_codes(model, prefix, texts, DecodingConfig.greedy(steps), langs, step_logits)
+    padded = torch.full((len(texts), steps), model.cfg.stop_mel_token, dtype=torch.long)
+    for row, got in enumerate(result.codes):
+        padded[row, : min(steps, got.numel())] = got[:steps]
+    return padded
 
 
 @torch.no_grad()
@@ -26,9 +79,8 @@ def recompute_gpt(ref: ReferenceFile) -> dict[str, torch.Tensor]:
     Everything is recomputed from inputs alone: the logits and latents use our own conditioning,
     so a mismatch anywhere upstream shows up downstream too.
     """
-    model = UnifiedVoice(GPTConfig.from_dict(ref.meta["config"])).eval()
-    strict_load(model, {k: v.float() for k, v in ref.model.items()}, source="reference model.*")
-    _need(ref, "feats", "feat_lengths", "text_ids", "text_lengths", "codes", "code_lengths")
+    model = load_reference_model(ref, "conformer")
+    need_inputs(ref, "feats", "feat_lengths", "text_ids", "text_lengths", "codes", "code_lengths")
     inp = ref.inputs
     feats, feat_lengths = inp["feats"].float(), inp["feat_lengths"].long()
     out: dict[str, torch.Tensor] = {}
@@ -39,8 +91,7 @@ def recompute_gpt(ref: ReferenceFile) -> dict[str, torch.Tensor]:
 
     text_ids, text_lengths = inp["text_ids"].long(), inp["text_lengths"].long()
     codes, code_lengths = inp["codes"].long(), inp["code_lengths"].long()
-    out["text_inputs"], out["text_targets"] = model.align_text(text_ids, text_lengths)
-    out["mel_inputs"], out["mel_targets"] = model.align_mel(codes, code_lengths)
+    out.update(aligned_sequences(model, text_ids, text_lengths, codes, code_lengths))
     tf = model(model.build_prefix(spk, emo_vec), text_ids, text_lengths, codes, code_lengths)
     out["text_logits"] = tf.text_logits.transpose(1, 2)  # the official get_logits is vocab-major
     out["mel_logits"] = tf.mel_logits.transpose(1, 2)
@@ -49,11 +100,5 @@ def recompute_gpt(ref: ReferenceFile) -> dict[str, torch.Tensor]:
     if "greedy_codes" in ref.outputs:
         steps = ref.outputs["greedy_codes"].shape[-1]
         text = text_ids[0, : int(text_lengths[0])].tolist()
-        prefix = model.build_prefix(spk[:1], emo_vec[:1])
-        result = generate_codes(model, prefix, [text], DecodingConfig.greedy(steps))
-        got = result.codes[0]
-        # The official output carries the stop code and stop padding up to the cap; ours is cut at it.
-        padded = torch.full((steps,), model.cfg.stop_mel_token, dtype=torch.long)
-        padded[: min(steps, got.numel())] = got[:steps]
-        out["greedy_codes"] = padded[None]
+        out["greedy_codes"] = greedy_padded(model, model.build_prefix(spk[:1], emo_vec[:1]), [text], steps)
     return out

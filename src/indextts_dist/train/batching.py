@@ -1,7 +1,9 @@
 """Length-bucketed batches under a token budget, and the tensors a micro-batch carries.
 
 Similar lengths are batched together (little padding) under `max_tokens` padded positions per
-batch; `epoch_plan` decides which samples go together, `stream` reads them from the shards.
+batch; `epoch_plan` decides which samples go together, `stream` reads them from the shards. The
+positions include the model's conditioning prefix (`GPTConfig.prefix_rows`: 34 in v2, 3 in 2.5),
+so the budget means the same memory whichever model is trained.
 """
 
 from __future__ import annotations
@@ -13,21 +15,20 @@ import torch
 
 __all__ = ["Batch", "collate", "cut_batches", "padded_cost"]
 
-PREFIX_ROWS = 34
 
-
-def padded_cost(count: int, max_text: int, max_code: int) -> int:
+def padded_cost(count: int, max_text: int, max_code: int, prefix_rows: int) -> int:
     """Positions the backbone processes for a batch: prefix + <s> text </s> + <start> codes <stop>."""
-    return count * (PREFIX_ROWS + max_text + 2 + max_code + 2)
+    return count * (prefix_rows + max_text + 2 + max_code + 2)
 
 
-def cut_batches(lengths: Sequence[tuple[int, int]], max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut greedily so each batch's padded cost stays within `max_tokens`."""
+def cut_batches(lengths: Sequence[tuple[int, int]], max_tokens: int, prefix_rows: int) -> list[list[int]]:
+    """Indices sorted by length, cut greedily so each batch's padded cost (with the model's
+    `prefix_rows`) stays within `max_tokens`."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i][0] + lengths[i][1], i))
     batches, current, max_t, max_c = [], [], 0, 0
     for i in order:
         t, c = lengths[i]
-        if current and padded_cost(len(current) + 1, max(max_t, t), max(max_c, c)) > max_tokens:
+        if current and padded_cost(len(current) + 1, max(max_t, t), max(max_c, c), prefix_rows) > max_tokens:
             batches.append(current)
             current, max_t, max_c = [], 0, 0
         current.append(i)
@@ -53,9 +54,8 @@ class Batch:
 
     @property
     def padded_tokens(self) -> int:
-        return padded_cost(len(self.keys), self.text_ids.size(1), self.codes.size(1)) - PREFIX_ROWS * len(
-            self.keys
-        )
+        """Text and code positions including padding (the prefix rows are not tokens)."""
+        return padded_cost(len(self.keys), self.text_ids.size(1), self.codes.size(1), prefix_rows=0)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(

@@ -55,7 +55,7 @@ class PlannedBatch:
 
 
 def _job_batches(
-    samples: Sequence[PlannedSample], epoch: int, seed: int, max_tokens: int
+    samples: Sequence[PlannedSample], epoch: int, seed: int, max_tokens: int, prefix_rows: int
 ) -> list[tuple[str, ...]]:
     """The epoch's batches for the whole job, in the order they are dealt."""
     rng = random.Random(f"plan:{seed}:{epoch}")
@@ -76,7 +76,10 @@ def _job_batches(
         for start in range(0, len(group), POOL):
             pool = group[start : start + POOL]
             lengths = [(s.text_len, s.code_len) for s in pool]
-            cut.extend(tuple(pool[i].key for i in indices) for indices in cut_batches(lengths, max_tokens))
+            cut.extend(
+                tuple(pool[i].key for i in indices)
+                for indices in cut_batches(lengths, max_tokens, prefix_rows)
+            )
         rng.shuffle(cut)
         batches.extend(cut)
     return batches
@@ -94,11 +97,13 @@ def epoch_plan(
     world: int,
     grad_accum: int,
     max_tokens: int,
+    prefix_rows: int,
 ) -> list[list[PlannedBatch]]:
-    """Per rank, its micro-batches of `epoch` in order; all ranks' lists have the same length."""
+    """Per rank, its micro-batches of `epoch` in order; all ranks' lists have the same length.
+    `prefix_rows` is the model's conditioning prefix, counted in every item's padded cost."""
     if not samples:
         raise ValueError("no training samples to plan an epoch over")
-    job = _job_batches(samples, epoch, seed, max_tokens)
+    job = _job_batches(samples, epoch, seed, max_tokens, prefix_rows)
     ranks = [[PlannedBatch(keys, 1.0) for keys in job[r::world]] for r in range(world)]
     steps = _round_up(max(len(r) for r in ranks), grad_accum)
     filler = PlannedBatch(job[0][:1], 0.0)
@@ -109,8 +114,15 @@ def epoch_plan(
 
 
 def micro_batches_per_rank(
-    samples: Sequence[PlannedSample], *, epoch: int, seed: int, world: int, grad_accum: int, max_tokens: int
+    samples: Sequence[PlannedSample],
+    *,
+    epoch: int,
+    seed: int,
+    world: int,
+    grad_accum: int,
+    max_tokens: int,
+    prefix_rows: int,
 ) -> int:
     """Micro-batches every rank runs in `epoch` (the same on all ranks)."""
-    job = _job_batches(samples, epoch, seed, max_tokens)
+    job = _job_batches(samples, epoch, seed, max_tokens, prefix_rows)
     return _round_up(-(-len(job) // world), grad_accum)

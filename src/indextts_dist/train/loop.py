@@ -49,7 +49,8 @@ __all__ = ["PatternTrainModel", "TrainResult", "Trainer"]
 
 
 class PatternTrainModel(nn.Module):
-    """The step's model: the LoRA-wrapped GPT and the 34-row prefix, built once, as a constant buffer."""
+    """The step's model: the LoRA-wrapped GPT and its conditioning prefix (34 rows in v2, 3 in 2.5),
+    built once, as a constant buffer."""
 
     def __init__(self, peft_model: nn.Module, prefix: torch.Tensor, text_weight: float, mel_weight: float):
         super().__init__()
@@ -161,7 +162,7 @@ def _plan(opts: TrainOptions, manifest: DatasetManifest, world: int) -> _Plan:
     micro = [
         micro_batches_per_rank(
             manifest.train_samples, epoch=e, seed=opts.seed, world=world, grad_accum=accum,
-            max_tokens=opts.optim.max_tokens_per_batch,
+            max_tokens=opts.optim.max_tokens_per_batch, prefix_rows=preset(opts.preset).prefix_rows,
         )
         for e in range(opts.optim.epochs)
     ]  # fmt: skip
@@ -344,7 +345,7 @@ class Trainer:
         return PlanStream(
             self.manifest.train_samples, rank=acc.process_index, world=acc.num_processes,
             epoch=self.state.epoch, seed=self.opts.seed, grad_accum=self.opts.optim.grad_accum,
-            max_tokens=self.opts.optim.max_tokens_per_batch,
+            max_tokens=self.opts.optim.max_tokens_per_batch, prefix_rows=preset(self.opts.preset).prefix_rows,
         )  # fmt: skip
 
     def batches(self) -> torch.utils.data.DataLoader:

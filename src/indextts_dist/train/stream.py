@@ -71,17 +71,18 @@ class PlanStream(torch.utils.data.IterableDataset):
         seed: int,
         grad_accum: int,
         max_tokens: int,
+        prefix_rows: int,
     ) -> None:
         super().__init__()
         self.samples = list(samples)
         self.rank, self.world, self.epoch, self.seed = rank, world, epoch, seed
-        self.grad_accum, self.max_tokens = grad_accum, max_tokens
+        self.grad_accum, self.max_tokens, self.prefix_rows = grad_accum, max_tokens, prefix_rows
 
     def plan(self) -> list[PlannedBatch]:
         """This rank's batches in order (the same list whatever the number of DataLoader workers)."""
         ranks = epoch_plan(
             self.samples, epoch=self.epoch, seed=self.seed, world=self.world,
-            grad_accum=self.grad_accum, max_tokens=self.max_tokens,
+            grad_accum=self.grad_accum, max_tokens=self.max_tokens, prefix_rows=self.prefix_rows,
         )  # fmt: skip
         return ranks[self.rank]
 

@@ -35,8 +35,8 @@ def validation_loss(
         return None
     samples = _val_samples(manifest)
     lengths = [(len(s["text_ids.npy"]), len(s["codes.npy"])) for s in samples]
-    batches = cut_batches(lengths, opts.optim.max_tokens_per_batch)
     module = accelerator.unwrap_model(model)
+    batches = cut_batches(lengths, opts.optim.max_tokens_per_batch, module.gpt.cfg.prefix_rows)
     was_training = module.training
     module.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
