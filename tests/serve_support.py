@@ -34,16 +34,18 @@ def tiny_package(root: Path, adapter_seed: int = 0, *, speaker_embeddings: bool 
     fingerprint = base_fingerprint("tiny")
     meta = {"base_model_fingerprint": fingerprint, "method": "mean", "num_clips": "1"}
     cond = GlobalConditioning(torch.randn(32, 64, generator=gen), torch.randn(64, generator=gen), meta)
-    save_conditioning(cond, root / "global_conditioning.safetensors")
+    cond_path = save_conditioning(cond, root / "global_conditioning.safetensors")
     tiny_tokenizer()
     clip = root / "speaker.wav"
-    sf.write(clip, (0.1 * np.sin(np.arange(22050) / 8)).astype(np.float32), 22050)
+    sf.write(clip, (0.1 * np.sin(np.arange(13230) / 8)).astype(np.float32), 22050)  # 0.6 s: short CFM prompt
     emb = None
     if speaker_embeddings:
         stage = SecondStage.tiny(0)
-        emb = save_speaker_embeddings(stage.speaker_embeddings([clip]), root / "speaker_embeddings.safetensors")
+        emb = save_speaker_embeddings(
+            stage.speaker_embeddings([clip]), root / "speaker_embeddings.safetensors"
+        )
     return package_model(
-        root / "package", adapter_dir=root / "adapter", conditioning_path=root / "global_conditioning.safetensors",
+        root / "package", adapter_dir=root / "adapter", conditioning_path=cond_path,
         tokenizer_path=tiny_model_path(), gpt_config=preset("tiny"), preset="tiny", seed=0,
         base_fingerprint=fingerprint, params={}, selection={"select": "best"}, reference_clips=[clip],
         dataset_info={"version": "v2_pattern_conditioned"}, speaker_embeddings=emb, label=TINY_LABEL,

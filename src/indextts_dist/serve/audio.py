@@ -1,9 +1,10 @@
 """Waveform -> response bytes in the formats the OpenAI speech API names (wav, flac, pcm, mp3).
 
 The second stage makes float32 audio at 22.05 kHz, mono. Every format is written by libsndfile
-(`soundfile`) except two things it cannot do: raw PCM (`pcm`: 16-bit little-endian samples, no
-header, as OpenAI's `pcm`, but at 22.05 kHz) and a WAV header for a stream of unknown length (the
-44-byte RIFF header with the sizes set to 0xFFFFFFFF, which players read as "until the end").
+(`soundfile`), raw PCM included (`pcm`: 16-bit little-endian samples, no header, as OpenAI's `pcm`
+but at 22.05 kHz), so every format rounds samples alike. The one thing written here is the header
+of a WAV stream of unknown length (the 44-byte RIFF header with the sizes set to 0xFFFFFFFF, which
+players read as "until the end").
 mp3 is offered only when this libsndfile has an MPEG encoder (1.1+ built with LAME).
 A stream sends one chunk per text segment, so `flac` (one header for the whole file) is not
 streamable; mp3 frames concatenate, so each segment is encoded on its own.
@@ -27,14 +28,14 @@ __all__ = ["FORMATS", "STREAMABLE", "AudioFormat", "available_formats", "encode"
 class AudioFormat:
     name: str
     content_type: str
-    sndfile: tuple[str, str] | None
-    """(format, subtype) for soundfile; None for raw PCM."""
+    sndfile: tuple[str, str]
+    """(format, subtype) for soundfile."""
 
 
 FORMATS = {
     "wav": AudioFormat("wav", "audio/wav", ("WAV", "PCM_16")),
     "flac": AudioFormat("flac", "audio/flac", ("FLAC", "PCM_16")),
-    "pcm": AudioFormat("pcm", "audio/pcm", None),
+    "pcm": AudioFormat("pcm", "audio/pcm", ("RAW", "PCM_16")),
     "mp3": AudioFormat("mp3", "audio/mpeg", ("MP3", "MPEG_LAYER_III")),
 }
 STREAMABLE = frozenset({"wav", "pcm", "mp3"})
@@ -43,21 +44,15 @@ STREAMABLE = frozenset({"wav", "pcm", "mp3"})
 def available_formats() -> dict[str, AudioFormat]:
     """The formats this machine can write (mp3 needs libsndfile's MPEG encoder)."""
     have = sf.available_formats()
-    return {k: f for k, f in FORMATS.items() if f.sndfile is None or f.sndfile[0] in have}
-
-
-def pcm16(wav: np.ndarray) -> bytes:
-    """Little-endian int16 samples, clipped to [-1, 1] first (as libsndfile's PCM_16 does)."""
-    return (np.clip(wav, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    return {k: f for k, f in FORMATS.items() if f.sndfile[0] in have}
 
 
 def encode(wav: np.ndarray, fmt: str, rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
     """A whole file (or, for `pcm`, the raw samples) of mono float32 `wav`."""
     spec = FORMATS[fmt]
-    if spec.sndfile is None:
-        return pcm16(wav)
     buf = io.BytesIO()
-    sf.write(buf, wav, rate, format=spec.sndfile[0], subtype=spec.sndfile[1])
+    endian = "LITTLE" if spec.sndfile[0] == "RAW" else "FILE"
+    sf.write(buf, wav, rate, format=spec.sndfile[0], subtype=spec.sndfile[1], endian=endian)
     return buf.getvalue()
 
 
@@ -74,8 +69,6 @@ def stream_header(fmt: str, rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
 def stream_chunk(wav: np.ndarray, fmt: str, rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
     """One segment of a stream: raw samples for wav (after `stream_header`) and pcm, a complete
     mp3 for mp3 (frames of consecutive files play back to back)."""
-    if fmt in ("wav", "pcm"):
-        return pcm16(wav)
-    if fmt == "mp3":
-        return encode(wav, "mp3", rate)
-    raise ValueError(f"{fmt} cannot be streamed")
+    if fmt not in STREAMABLE:
+        raise ValueError(f"{fmt} cannot be streamed")
+    return encode(wav, "pcm" if fmt == "wav" else fmt, rate)

@@ -210,6 +210,7 @@ class Batcher:
         for job in {p.job for p in dead}:
             self._finish(job, deliver=False)
         self._pending = deque(p for p in self._pending if p.job.cancelled is None)
+        self._publish()
 
     def _finish(self, job: Job, *, deliver: bool = True) -> None:
         if job in self._jobs:
