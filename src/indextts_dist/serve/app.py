@@ -127,7 +127,7 @@ def create_app(state: ServeState) -> FastAPI:
         if not segments:
             raise ApiError(400, "input: nothing to synthesize after normalization", param="input")
         try:
-            job = state.batcher.submit(served, segments, state.limits.request_timeout_s)
+            job = state.batcher.submit(served, segments, state.limits.request_timeout_s, req.speed)
         except QueueFull as exc:
             raise ApiError(503, f"busy: {exc}", code="queue_full",
                            headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip

@@ -70,6 +70,8 @@ class Job:
     deadline: float
     """`time.monotonic()` after which its remaining segments are dropped."""
     loop: asyncio.AbstractEventLoop
+    speed: float = 1.0
+    """OpenAI's `speed`, applied by the second stage (the GPT's codes, and so the batch, ignore it)."""
     results: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: str | None = None
     """Why its remaining work was dropped ("disconnect", "deadline"), or None."""
@@ -141,9 +143,9 @@ class Batcher:
         if self._thread.is_alive():
             self._thread.join(timeout=60)
 
-    def submit(self, served: Served, segments: list[list[int]], timeout_s: float) -> Job:
+    def submit(self, served: Served, segments: list[list[int]], timeout_s: float, speed: float = 1.0) -> Job:
         """Admit one request (on the running event loop) or raise `QueueFull`."""
-        job = Job(served, segments, time.monotonic() + timeout_s, asyncio.get_running_loop())
+        job = Job(served, segments, time.monotonic() + timeout_s, asyncio.get_running_loop(), speed)
         with self._cond:
             if len(self._jobs) >= self.max_queue:
                 waiting = len(self._pending) / self.max_batch
@@ -232,7 +234,7 @@ class Batcher:
             for p, result in zip(batch, results, strict=True):
                 if p.job.cancelled is not None:
                     continue  # its client is gone or its deadline passed: do not render it
-                wav = served.model.renderer.render(result, seed=self.render_seed)
+                wav = served.model.renderer.render(result, seed=self.render_seed, speed=p.job.speed)
                 self.metrics.segments.inc()
                 self.metrics.audio_seconds.inc(wav.shape[0] / OUTPUT_SAMPLE_RATE)
                 p.job._deliver(SegmentAudio(p.index, wav, int(result.codes.numel()), result.stopped[0]))

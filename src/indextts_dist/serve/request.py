@@ -1,6 +1,7 @@
 """The body of `POST /v1/audio/speech`, checked field by field, and the one error shape of the API.
 
-Fields are OpenAI's: `model`, `input`, `voice`, `response_format`, `speed`, plus `stream` (send
+Fields are OpenAI's: `model`, `input`, `voice`, `response_format`, `speed` (0.25–4: the second
+stage spreads the same codes over 1/speed as many mel frames, pauses included), plus `stream` (send
 each segment as soon as it is synthesized). Every refusal is an `ApiError`, answered as one line of
 JSON in OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, so an OpenAI client
 shows the message as it would OpenAI's own.
@@ -109,11 +110,6 @@ def parse_speech_request(
     if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
         low, high = SPEED_RANGE
         raise ApiError(400, f"speed must be in [{low}, {high}], got {speed}", param="speed")
-    if speed != 1.0:
-        # The pacing (pauses, fillers, rhythm) is what the adapter learned; stretching it is refused
-        # rather than silently ignored.
-        raise ApiError(400, f"speed {speed}: only 1.0 is supported (the model's own pacing is the product)",
-                       param="speed", code="unsupported_speed")  # fmt: skip
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", param="stream")
