@@ -11,8 +11,9 @@ are threads with `requests`, each sending one short text (one segment) after ano
 --batch-window-ms 0`), the same model object for both. Each repetition runs both variants at every
 concurrency, interleaved, so load from other processes hits both alike; each figure is the median
 over the repetitions with its min–max, and the ratio is taken per repetition (batched / one at a
-time) before its median. Also shown: mean segments per batch (the batch size under load) and the
-share of a request's worker time spent in the second stage (which renders segments one by one).
+time) before its median. Also shown: mean segments per batch (the batch size under load), the GPT
+stage's time per segment (what batching divides), and the share of a segment's worker time spent in
+the second stage (which renders segments one by one, so batching cannot divide it).
 """
 
 from __future__ import annotations
@@ -90,10 +91,16 @@ def measure(served: Served, decoding: DecodingConfig, variant: str, concurrency:
     state = ServeState(ModelHolder(served, metrics), batcher, metrics, ServeLimits())
     with BackgroundServer(state, free_port()) as srv:
         rps, lat = run_level(srv.url, concurrency, total)
-    batches = metrics.batch_size.collect()[0].samples
-    count = next(s.value for s in batches if s.name.endswith("_count"))
-    size = next(s.value for s in batches if s.name.endswith("_sum")) / count
-    return {"rps": rps, "p50": quantile(lat, 0.50), "p95": quantile(lat, 0.95), "batch": size}
+    count, segments = _histogram(metrics.batch_size)
+    decode_s = _histogram(metrics.decode_seconds)[1]
+    return {"rps": rps, "p50": quantile(lat, 0.50), "p95": quantile(lat, 0.95), "batch": segments / count,
+            "gpt_ms": 1000 * decode_s / segments}  # fmt: skip
+
+
+def _histogram(histogram) -> tuple[float, float]:
+    """(count, sum) of an unlabelled prometheus_client histogram."""
+    samples = {s.name.rsplit("_", 1)[-1]: s.value for s in histogram.collect()[0].samples}
+    return samples["count"], samples["sum"]
 
 
 def second_stage_share(served: Served, decoding: DecodingConfig) -> float:
@@ -133,12 +140,13 @@ def main() -> int:
             print(f"repetition {rep + 1}/{args.reps} done", flush=True)
         share = statistics.median(second_stage_share(served, decoding) for _ in range(3))
     print(f"\n{args.reps} repetitions, medians (min–max); device {args.device}, --max-codes {args.max_codes}")
-    print("| concurrency | variant | requests/s | p50 s | p95 s | segments/batch |")
-    print("|---|---|---|---|---|---|")
+    print("| concurrency | variant | requests/s | p50 s | p95 s | segments/batch | GPT ms/segment |")
+    print("|---|---|---|---|---|---|---|")
     for c in CONCURRENCY:
         for variant in VARIANTS:
             rs = runs[variant, c]
             cells = [spread([r[k] for r in rs]) for k in ("rps", "p50", "p95", "batch")]
+            cells.append(spread([r["gpt_ms"] for r in rs], "{:.0f}"))
             print(f"| {c} | {variant} | " + " | ".join(cells) + " |")
     print("\n| concurrency | requests/s batched / one at a time |")
     print("|---|---|")

@@ -66,6 +66,12 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_package(tmp_path_factory.mktemp("pkg"), 0)
 
 
+@pytest.fixture(scope="module")
+def silent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package without speaker embeddings: no second stage, so nothing this server can serve."""
+    return tiny_package(tmp_path_factory.mktemp("silent"), 0, speaker_embeddings=False)
+
+
 SETTINGS = LoadSettings(segment_tokens=SEGMENT_TOKENS, device="cpu")
 
 
@@ -321,6 +327,12 @@ def test_a_disconnected_client_cancels_its_work(strict: BackgroundServer, served
     done = _metrics(strict.url)["indextts_segments_total"] - before
     time.sleep(0.5)
     assert _metrics(strict.url)["indextts_segments_total"] - before == done < segments  # nothing more ran
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with _speech(strict.url, {"input": LONG, "stream": True}, headers=auth, stream=True) as r:
+        next(r.iter_content(chunk_size=None))  # the header: the stream is under way; then hang up
+    _wait(lambda: _metrics(strict.url).get("indextts_cancelled_requests_total{reason=disconnect}", 0) >= 2)
+    _wait(lambda: _metrics(strict.url)["indextts_queue_requests"] == 0)
+    assert _metrics(strict.url)["indextts_segments_total"] - before < done + segments
 
 
 def _wait(condition, timeout_s: float = 60.0) -> None:
@@ -334,23 +346,25 @@ def _wait(condition, timeout_s: float = 60.0) -> None:
 
 
 def test_serve_refuses_what_it_cannot_serve(
-    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    package: Path, silent: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    silent = tiny_package(tmp_path / "silent", 0, speaker_embeddings=False)
+    taken = socket.create_server(("127.0.0.1", 0))  # something already listens there
     for args, message in [
         (["--model", str(package), "--follow-alias"], "--follow-alias needs --model models:/NAME@ALIAS"),
         (["--model", str(tmp_path / "nowhere")], "no such model folder"),
         (["--model", str(silent), "--device", "cpu"], "no speaker_embeddings.safetensors"),
         (["--model", str(package), "--device", "tpu9"], "device"),
+        (["--model", str(package), "--port", str(taken.getsockname()[1])], "cannot listen there"),
     ]:
         assert main(["serve", *args]) == 2, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    taken.close()
 
 
 @pytest.mark.slow
 def test_follow_alias_swaps_and_survives_a_bad_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    package: Path, silent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from indextts_dist.tracking import register_package
 
@@ -362,7 +376,7 @@ def test_follow_alias_swaps_and_survives_a_bad_version(
         def register(pkg: Path) -> str:
             return register_package(pkg, tracking_uri=mlflow_server.uri, name=name, alias="prod").version
 
-        assert register(tiny_package(tmp_path / "v1", 0)) == "1"
+        assert register(package) == "1"
         settings = LoadSettings(
             mlflow_server.uri, tmp_path / "cache", segment_tokens=SEGMENT_TOKENS, device="cpu"
         )
@@ -378,7 +392,7 @@ def test_follow_alias_swaps_and_survives_a_bad_version(
             pieces = stream.iter_content(chunk_size=None)
             received = [next(pieces)]  # in flight on version 1
 
-            assert register(tiny_package(tmp_path / "v2", 0, speaker_embeddings=False)) == "2"
+            assert register(silent) == "2"
             _wait(lambda: _metrics(srv.url).get("indextts_model_reload_failures_total", 0) == 1)
             ready = requests.get(f"{srv.url}/readyz", timeout=10).json()
             assert ready["version"] == "1" and "version 2 failed to load" in ready["last_reload_error"]

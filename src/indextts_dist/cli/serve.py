@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from pathlib import Path
 
 from ..errors import InputError
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--follow-alias needs --model models:/NAME@ALIAS, got {args.model}")
     if args.max_batch < 1 or args.max_queue < 1 or args.batch_window_ms < 0:
         raise InputError("--max-batch and --max-queue must be >= 1, --batch-window-ms >= 0")
+    _check_port(args.host, args.port)  # before minutes of download and load, not after
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=args.log_level.upper(), format=log_format)
     placement = placement_from_args(args)  # a bad --device/--dtype fails before any download
@@ -133,3 +135,13 @@ def run(args: argparse.Namespace) -> int:
     return serve_forever(
         state, args.host, args.port, drain_timeout_s=args.drain_timeout_s, log_level=args.log_level
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """One line, exit 2, when HOST:PORT cannot be listened on (uvicorn would find out after the load)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise InputError(f"{host}:{port}: cannot listen there ({exc.strerror or exc})") from None

@@ -80,6 +80,10 @@ def create_app(state: ServeState) -> FastAPI:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:  # logged with its traceback by uvicorn
+        return await _api_error(_, ApiError(500, f"internal error: {type(exc).__name__}: {exc}"))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return await _api_error(_, ApiError(exc.status_code, str(exc.detail)))
@@ -121,7 +125,7 @@ def create_app(state: ServeState) -> FastAPI:
             formats=list(formats), streamable=streamable, max_chars=state.limits.max_chars,
         )  # fmt: skip
         try:
-            _, segments = served.model.split_text(req.input)
+            _, segments = await run_in_threadpool(served.model.split_text, req.input)  # normalizer: CPU
         except InputError as exc:
             raise ApiError(400, f"input: {exc}", param="input") from None
         if not segments:

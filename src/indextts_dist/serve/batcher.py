@@ -228,13 +228,15 @@ class Batcher:
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_requests.observe(len({p.job for p in batch}))
         try:
-            results = served.model.run_segments(
-                [p.job.segments[p.index] for p in batch], self.decoding, batch_size=len(batch)
-            )
+            with self.metrics.decode_seconds.time():
+                results = served.model.run_segments(
+                    [p.job.segments[p.index] for p in batch], self.decoding, batch_size=len(batch)
+                )
             for p, result in zip(batch, results, strict=True):
                 if p.job.cancelled is not None:
                     continue  # its client is gone or its deadline passed: do not render it
-                wav = served.model.renderer.render(result, seed=self.render_seed, speed=p.job.speed)
+                with self.metrics.render_seconds.time():
+                    wav = served.model.renderer.render(result, seed=self.render_seed, speed=p.job.speed)
                 self.metrics.segments.inc()
                 self.metrics.audio_seconds.inc(wav.shape[0] / OUTPUT_SAMPLE_RATE)
                 p.job._deliver(SegmentAudio(p.index, wav, int(result.codes.numel()), result.stopped[0]))

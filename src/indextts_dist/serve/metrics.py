@@ -38,6 +38,14 @@ class ServeMetrics:
             "indextts_batch_requests", "Distinct requests whose segments shared one batch",
             buckets=BATCH_BUCKETS, registry=r,
         )  # fmt: skip
+        self.decode_seconds = Histogram(
+            "indextts_decode_seconds", "GPT stage time of one batch (codes and latents of its segments)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.render_seconds = Histogram(
+            "indextts_render_seconds", "Second stage time of one segment (S2Mel + BigVGAN)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.segments = Counter("indextts_segments", "Text segments decoded and rendered", registry=r)
         self.audio_seconds = Counter("indextts_audio_seconds", "Seconds of audio produced", registry=r)
         self.cancelled = Counter(
