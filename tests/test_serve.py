@@ -279,11 +279,13 @@ def test_probes_models_and_metrics(server: BackgroundServer) -> None:
     assert model["id"] == "package" and model["voices"] == ["package"] and model["label"] == TINY_LABEL
     assert {"wav", "flac", "pcm"} <= set(model["formats"]) and "flac" not in model["streamable"]
     assert requests.get(f"{server.url}/nowhere", timeout=10).json()["error"]["message"] == "Not Found"
+    before = _metrics(server.url).get("indextts_audio_seconds_total", 0)
+    r = _speech(server.url, {"input": "Hello.", "response_format": "pcm"})
     metrics = _metrics(server.url)
-    for name in ("indextts_request_seconds_count{format=wav}", "indextts_audio_seconds_total",
+    assert metrics["indextts_audio_seconds_total"] - before == pytest.approx(len(r.content) / 2 / 22050)
+    for name in ("indextts_request_seconds_count{format=pcm}", "indextts_audio_seconds_total",
                  "indextts_queue_segments", "indextts_batch_segments_count"):  # fmt: skip
         assert name in metrics, name
-    assert metrics["indextts_audio_seconds_total"] > 0
 
 
 def test_api_key(strict: BackgroundServer) -> None:
