@@ -102,6 +102,8 @@ class Job:
 class _Pending:
     job: Job
     index: int
+    at: float = field(default_factory=time.monotonic)
+    """When it was queued: the batch window runs from the oldest waiting segment's arrival."""
 
 
 class Batcher:
@@ -177,7 +179,7 @@ class Batcher:
                 self._cond.wait()
             if self._stopping and not self._pending:
                 return None
-            close = time.monotonic() + self.window_s
+            close = self._pending[0].at + self.window_s  # a segment that waited already waits no more
             while len(self._live()) < self.max_batch and not self._stopping:
                 left = close - time.monotonic()
                 if left <= 0:
