@@ -94,6 +94,8 @@ class ModelHolder:
         self.metrics = metrics
         self.last_error: str | None = None
         """The latest failed reload, one line (cleared by the next successful swap)."""
+        self.poll_error: str | None = None
+        """Why the latest registry poll failed (None once a poll succeeds)."""
         self._publish(served)
 
     @property
@@ -121,6 +123,7 @@ class ModelHolder:
             "label": served.label,
             "loaded_at": served.loaded_at,
             "last_reload_error": self.last_error,
+            "last_poll_error": self.poll_error,
         }
 
 
@@ -157,9 +160,10 @@ class AliasFollower:
         try:
             version = alias_version(current.uri, tracking_uri=self.settings.tracking_uri)
         except Exception as exc:  # registry away: keep serving, say so, try at the next poll
-            self.holder.last_error = f"could not poll {current.uri}: {_one_line(exc)}"
-            log.warning("alias follower: %s", self.holder.last_error)
+            self.holder.poll_error = f"could not poll {current.uri}: {_one_line(exc)}"
+            log.warning("alias follower: %s", self.holder.poll_error)
             return False
+        self.holder.poll_error = None
         if version in (current.version, self._failed):
             return False
         log.info("alias follower: %s moved to version %s; loading it", current.uri, version)
