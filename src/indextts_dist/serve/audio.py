@@ -6,8 +6,10 @@ but at 22.05 kHz), so every format rounds samples alike. The one thing written h
 of a WAV stream of unknown length (the 44-byte RIFF header with the sizes set to 0xFFFFFFFF, which
 players read as "until the end").
 mp3 is offered only when this libsndfile has an MPEG encoder (1.1+ built with LAME).
-A stream sends one chunk per text segment, so `flac` (one header for the whole file) is not
-streamable; mp3 frames concatenate, so each segment is encoded on its own.
+A stream sends one chunk per text segment, so only `wav` (open-ended header, then samples) and `pcm`
+stream: `flac` has one header for the whole file, and mp3 files encoded per segment do not simply
+concatenate (each carries a Xing header with its own length; libsndfile's decoder stops after the
+first).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ FORMATS = {
     "pcm": AudioFormat("pcm", "audio/pcm", ("RAW", "PCM_16")),
     "mp3": AudioFormat("mp3", "audio/mpeg", ("MP3", "MPEG_LAYER_III")),
 }
-STREAMABLE = frozenset({"wav", "pcm", "mp3"})
+STREAMABLE = frozenset({"wav", "pcm"})
 
 
 def available_formats() -> dict[str, AudioFormat]:
@@ -67,8 +69,7 @@ def stream_header(fmt: str, rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
 
 
 def stream_chunk(wav: np.ndarray, fmt: str, rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
-    """One segment of a stream: raw samples for wav (after `stream_header`) and pcm, a complete
-    mp3 for mp3 (frames of consecutive files play back to back)."""
+    """One segment of a stream: its raw samples (for wav, after `stream_header`)."""
     if fmt not in STREAMABLE:
         raise ValueError(f"{fmt} cannot be streamed")
-    return encode(wav, "pcm" if fmt == "wav" else fmt, rate)
+    return encode(wav, "pcm", rate)
