@@ -237,8 +237,6 @@ def test_sixteen_concurrent_requests_none_lost_and_batched(server: BackgroundSer
     )
     assert batches > 0 and single < batches  # some batches held several segments ...
     assert shared < batches  # ... and some held segments of different requests
-    mean = (after["indextts_batch_segments_sum"] - before["indextts_batch_segments_sum"]) / batches
-    assert mean > 1.5, mean
     assert after["indextts_queue_requests"] == 0 and after["indextts_queue_segments"] == 0
     assert after["indextts_requests_total{route=/v1/audio/speech,status=503}"] >= len(busy)
 
