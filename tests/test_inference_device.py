@@ -248,11 +248,13 @@ INFERENCE_FILES = [
     ALLOWED,
     *sorted((SRC / "inference").glob("*.py")),
     *sorted((SRC / "generate").glob("*.py")),
+    *sorted((SRC / "serve").glob("*.py")),
     SRC / "tracking" / "pyfunc_model.py",
     SRC / "tracking" / "package.py",
     SRC / "cli" / "infer.py",
     SRC / "cli" / "generate.py",
     SRC / "cli" / "diagnose.py",
+    SRC / "cli" / "serve.py",
 ]
 SECOND_STAGE_METHODS = ("to", "_place", "_precision", "mel", "synthesize")
 """The rendering side of `SecondStage` (its reference side runs once, at packaging)."""

@@ -3,6 +3,7 @@ the container commands are the package's real CLI; the env vars set are ones som
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -111,7 +112,11 @@ def test_postgres_component_and_secret_template_validate(tmp_path):
     assert uri["valueFrom"]["secretKeyRef"]["name"] == "indextts-mlflow-db"
     _validate(tmp_path, "postgres", docs)
     secrets = list(yaml.safe_load_all((K8S / "base" / "secret.example.yaml").read_text()))
-    assert {s["metadata"]["name"] for s in secrets} == {"indextts-mlflow-credentials", "indextts-mlflow-db"}
+    assert {s["metadata"]["name"] for s in secrets} == {
+        "indextts-mlflow-credentials",
+        "indextts-mlflow-db",
+        "indextts-serve-api-key",
+    }
     _validate(tmp_path, "secrets", secrets)
 
 
@@ -158,6 +163,37 @@ def test_distributed_jobs_topology(rendered, overlay):
     assert "--mlflow-uri=$(MLFLOW_TRACKING_URI)" in c["args"]
 
 
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_speech_endpoint(rendered, overlay):
+    """Deployment + Service + HPA + PDB for `serve`: probes on its endpoints, a GPU, the model by
+    alias (followed), SIGTERM's drain inside the grace period, every selector matching the pods."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in rendered[overlay]}
+    deploy = docs["Deployment", "indextts-serve"]
+    pod = deploy["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    c = pod["spec"]["containers"][0]
+    assert c["command"] == ["indextts-dist"] and c["args"][0] == "serve"
+    args = dict(a.split("=", 1) if "=" in a else (a, "") for a in c["args"][1:])
+    assert re.fullmatch(r"models:/\$\(\w+\)@\$\(\w+\)", args["--model"]) and "--follow-alias" in args
+    assert args["--host"] == "0.0.0.0" and int(args["--port"]) == c["ports"][0]["containerPort"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert int(c["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    assert float(args["--drain-timeout-s"]) + 10 < grace  # preStop sleep, then the drain
+    assert "INDEXTTS_API_KEY" in {e["name"] for e in c["env"]}
+    for selector in (deploy["spec"]["selector"]["matchLabels"],
+                     docs["PodDisruptionBudget", "indextts-serve"]["spec"]["selector"]["matchLabels"],
+                     docs["Service", "indextts-serve"]["spec"]["selector"]):  # fmt: skip
+        assert selector.items() <= labels.items()
+    hpa = docs["HorizontalPodAutoscaler", "indextts-serve"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "indextts-serve"}
+    assert (
+        hpa["minReplicas"] >= 2 and docs["PodDisruptionBudget", "indextts-serve"]["spec"]["minAvailable"] >= 1
+    )
+
+
 def _split_torchrun(argv: list[str]) -> tuple[list[str], list[str]]:
     """(torchrun options, `indextts-dist` argv) of a torchrun -m indextts_dist.cli.main command."""
     from torch.distributed.run import get_args_parser
@@ -182,7 +218,7 @@ def test_commands_are_the_real_cli(rendered):
             elif argv[0] == "indextts-dist":
                 cli = argv[1:]
             elif argv[0] == "mlflow":
-                _check_mlflow(argv)
+                _check_mlflow(tuple(argv))
                 seen.add("mlflow")
                 continue
             else:
@@ -190,17 +226,22 @@ def test_commands_are_the_real_cli(rendered):
             sub = cli[0]
             seen.add(sub)
             parser.parse_args(_substitute(cli))  # SystemExit (test error) on a bad flag or value
-            help_text = subprocess.run(
-                [sys.executable, "-m", "indextts_dist.cli.main", sub, "--help"],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+            help_text = _cli_help(sub)
             for arg in cli[1:]:
                 if arg.startswith("--"):
                     assert arg.split("=")[0] in help_text, f"{sub} does not accept {arg}"
-    assert {"preprocess", "train", "mlflow"} <= seen
+    assert {"preprocess", "train", "serve", "mlflow"} <= seen
 
 
-def _check_mlflow(argv: list[str]) -> None:
+@functools.cache
+def _cli_help(sub: str) -> str:
+    """`indextts-dist SUB --help` as a user's shell prints it (one process per subcommand)."""
+    argv = [sys.executable, "-m", "indextts_dist.cli.main", sub, "--help"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+@functools.cache
+def _check_mlflow(argv: tuple[str, ...]) -> None:
     assert argv[1] == "server"
     mlflow = Path(sys.executable).parent / "mlflow"
     help_text = subprocess.run(

@@ -159,14 +159,11 @@ class LoadedModel:
     ) -> list[Synthesis]:
         """One `Synthesis` per text. `latents=False` skips the extra forward per segment (codes only)."""
         decoding = decoding or DecodingConfig()
-        if any(not t.strip() for t in texts):
-            raise InputError("empty text: nothing to synthesize")
-        prepared = [self.tokenizer.prepare(t) for t in texts]
-        per_text = [self.segment(p) for p in prepared]
-        flat = [seg for segs in per_text for seg in segs]
+        split = [self.split_text(t) for t in texts]
+        flat = [seg for _, segs in split for seg in segs]
         codes, stopped = self._generate(flat, decoding, batch_size)
         out, start = [], 0
-        for text, normalized, segments in zip(texts, prepared, per_text, strict=True):
+        for text, (normalized, segments) in zip(texts, split, strict=True):
             rows = range(start, start + len(segments))
             start += len(segments)
             seg_codes = [codes[k] for k in rows]
@@ -182,6 +179,32 @@ class LoadedModel:
                 )
             )
         return out
+
+    def split_text(self, text: str) -> tuple[str, list[list[int]]]:
+        """(normalized text, text ids per segment): what `__call__` does to each text before decoding.
+        Public for callers that schedule segments themselves (the server batches the segments of
+        several requests together through `run_segments`)."""
+        if not text.strip():
+            raise InputError("empty text: nothing to synthesize")
+        prepared = self.tokenizer.prepare(text)
+        return prepared, self.segment(prepared)
+
+    def run_segments(
+        self,
+        segments: Sequence[list[int]],
+        decoding: DecodingConfig | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        text: str = "",
+    ) -> list[Synthesis]:
+        """One single-segment `Synthesis` (codes and latents) per segment of text ids, decoded
+        `batch_size` at a time exactly as `__call__` decodes a text's segments; `text` is recorded."""
+        codes, stopped = self._generate(list(segments), decoding or DecodingConfig(), batch_size)
+        return [
+            Synthesis(text=text, normalized=text, segments=[ids], codes=c,
+                      latents=self._joined_latents([ids], [c]), stopped=[s], segment_codes=[int(c.numel())])
+            for ids, c, s in zip(segments, codes, stopped, strict=True)
+        ]  # fmt: skip
 
     def _generate(
         self, segments: list[list[int]], decoding: DecodingConfig, batch_size: int

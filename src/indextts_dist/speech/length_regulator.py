@@ -18,13 +18,18 @@ __all__ = [
 ]
 
 
-def target_lengths(code_lens: torch.Tensor | int) -> torch.Tensor:
+def target_lengths(code_lens: torch.Tensor | int, speed: float = 1.0) -> torch.Tensor:
     """Mel frames for N codes: `(N · 1.72)` truncated, the product in float32 as officially.
 
-    Equals (172·N)//100 for every N ≤ 50 000. Returns int64 with the input's shape.
+    Equals (172·N)//100 for every N ≤ 50 000. Returns int64 with the input's shape. `speed` ≠ 1
+    (the speech endpoint's OpenAI `speed`) divides the frame count, so the length regulator spreads
+    the same codes over fewer (faster) or more (slower) frames; at 1.0 it is the official formula.
     """
     lens = torch.as_tensor(code_lens, dtype=torch.int64)
-    return (lens.to(torch.float32) * torch.tensor(1.72, dtype=torch.float32)).to(torch.int64)
+    frames = lens.to(torch.float32) * torch.tensor(1.72, dtype=torch.float32)
+    if speed != 1.0:
+        frames = (frames / speed).clamp(min=1.0)
+    return frames.to(torch.int64)
 
 
 def nearest_source_index(n_in: int, n_out: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -65,9 +65,15 @@ class S2Mel(nn.Module):
         return self.length_regulator(s_ref, torch.tensor([t_ref], device=s_ref.device))
 
     def generated_condition(
-        self, content_emb: torch.Tensor, gpt_latent: torch.Tensor, trace: dict[str, Any] | None = None
+        self,
+        content_emb: torch.Tensor,
+        gpt_latent: torch.Tensor,
+        trace: dict[str, Any] | None = None,
+        *,
+        speed: float = 1.0,
     ) -> torch.Tensor:
-        """vq2emb(codes)ᵀ [1, N, 1024] + gpt_layer(latent [1, N, 1280]) → cond [1, ⌊1.72·N⌋, C]."""
+        """vq2emb(codes)ᵀ [1, N, 1024] + gpt_layer(latent [1, N, 1280]) → cond [1, ⌊1.72·N⌋, C]
+        (⌊1.72·N / speed⌋ frames for a `speed` other than 1, see `target_lengths`)."""
         if content_emb.shape[:2] != gpt_latent.shape[:2]:
             raise ValueError(
                 f"codes and GPT latents disagree: {list(content_emb.shape[:2])} "
@@ -75,9 +81,8 @@ class S2Mel(nn.Module):
             )
         g = self.gpt_layer(gpt_latent)
         s_infer = content_emb + g
-        lens = target_lengths(torch.full((s_infer.shape[0],), s_infer.shape[1], dtype=torch.int64)).to(
-            g.device
-        )
+        n = torch.full((s_infer.shape[0],), s_infer.shape[1], dtype=torch.int64)
+        lens = target_lengths(n, speed).to(g.device)
         cond = self.length_regulator(s_infer, lens)
         if trace is not None:
             trace.update(gpt_layer_out=g, S_infer=s_infer, target_lengths=lens, cond=cond)

@@ -332,8 +332,10 @@ class SecondStage:
         steps: int = DEFAULT_STEPS,
         cfg_rate: float = DEFAULT_CFG_RATE,
         seed: int = 0,
+        speed: float = 1.0,
     ) -> torch.Tensor:
-        """codes [N], gpt_latents [N, D] → generated mel [1, 80, ⌊1.72·N⌋] (prompt frames removed)."""
+        """codes [N], gpt_latents [N, D] → generated mel [1, 80, ⌊1.72·N⌋] (prompt frames removed);
+        `speed` ≠ 1 makes it ⌊1.72·N / speed⌋ frames (`length_regulator.target_lengths`)."""
         codes = torch.as_tensor(codes)
         if codes.dim() != 1 or codes.numel() == 0:
             raise ValueError(f"codes must be a non-empty [N] tensor, got shape {list(codes.shape)}")
@@ -354,7 +356,9 @@ class SecondStage:
         # dtype, so a half-precision render starts from the float32 render's noise, rounded.
         with self._precision():
             content = codes_to_content(self.codec, self._place(codes.long())[None])  # [1, N, 1024]
-            cond = self.s2mel.generated_condition(self._place(content), self._place(gpt_latents)[None])
+            cond = self.s2mel.generated_condition(
+                self._place(content), self._place(gpt_latents)[None], speed=speed
+            )
             mu = torch.cat([self._place(emb.prompt_condition)[None], cond], dim=1)
             generator = torch.Generator(device=self.device).manual_seed(seed)
             mel_full = self.s2mel.cfm.inference(
@@ -372,11 +376,11 @@ class SecondStage:
         self, codes: torch.Tensor, gpt_latents: torch.Tensor, emb: SpeakerEmbeddings, **sampling: Any
     ) -> torch.Tensor:
         """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1], on this stage's device;
-        `sampling` are `mel`'s settings (steps, cfg_rate, seed)."""
+        `sampling` are `mel`'s settings (steps, cfg_rate, seed, speed)."""
         mel = self.mel(codes, gpt_latents, emb, **sampling)
         with self._precision():
             wav = self.bigvgan(self._place(mel))[0, 0]
-        expected = int(target_lengths(int(codes.shape[0]))) * 256
+        expected = int(target_lengths(int(codes.shape[0]), sampling.get("speed", 1.0))) * 256
         if wav.shape[0] != expected:  # pragma: no cover - guaranteed by the 256x vocoder
             raise RuntimeError(f"vocoder produced {wav.shape[0]} samples, expected {expected}")
         return wav.float().contiguous()

@@ -32,6 +32,7 @@ __all__ = [
     "RegisteredVersion",
     "RegistrationError",
     "RegistryError",
+    "alias_version",
     "decoding_param_schema",
     "fetch_model",
     "model_signature",
@@ -254,6 +255,26 @@ def fetch_model(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -
         except Exception as exc:
             raise RegistryError(f"could not fetch {uri} from {where} ({first_line(exc)})") from None
     return _package_in(local, uri)
+
+
+def alias_version(uri: str, *, tracking_uri: str | None = None) -> str:
+    """The version `models:/NAME@ALIAS` points to now (one registry call, no download): what a
+    server following the alias polls. Raises `ModelNotFoundError` / `RegistryError` (one line)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    name, kind, alias = _parse_models_uri(uri)
+    if name is None or kind != "alias":
+        raise ModelNotFoundError(f"{uri}: following needs an alias, models:/NAME@ALIAS")
+    with _tracking_uri(tracking_uri), mlflow_http_limits(30, max_retries=1):
+        where = mlflow.get_tracking_uri()
+        try:
+            _check_exists(name, kind, alias, uri, where)
+            return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except ModelNotFoundError:
+            raise
+        except Exception as exc:
+            raise RegistryError(f"could not resolve {uri} at {where} ({first_line(exc)})") from None
 
 
 def _parse_models_uri(uri: str) -> tuple[str | None, str, str]:
