@@ -4,6 +4,12 @@ Beside the GPT's conditioning latents each clip gets its second-stage CAMPPlus s
 stage is loaded): both are summed into the same conditioning sums, so the speaker's mean style is
 computed here, once, and training never re-reads the audio.
 
+Pauses are measured on the audio for every clip (the VAD of the transcriber), whether its text came
+from ASR or from a transcript CSV: the codes inside them are what the dataset's pause codes are made
+of. The clip's counts for `evaluate` (its plain-text token count; with ASR, the transcript's counts
+from `evaluate.audio_measures`) go into its record, and its own conditioning (and style) into its
+sample, for per-clip training and for the data's speaker similarity.
+
 Every failure a user's data can cause raises `ClipRejected` with a short reason code and a one-line
 message; the caller records it in `rejects.jsonl` and moves on.
 """
@@ -22,12 +28,22 @@ import numpy as np
 import torch
 
 from ..audio import ClipRejected, prepare_clip
-from ..pattern_markers import PAUSE_S
+from ..evaluate.audio_measures import transcript_measures
+from ..evaluate.code_measures import CODE_RATE
+from ..pattern_markers import PAUSE_S, strip_markers
+from ..transcribe.transcriber import speech_segments
 from .components import Components
 from .listing import ListedClip
 from .options import PreprocessOptions
 
-__all__ = ["MARKER_RE", "ProcessedClip", "StageTimer", "count_markers", "process_clip", "sample_key"]
+__all__ = [
+    "MARKER_RE",
+    "ProcessedClip",
+    "StageTimer",
+    "count_markers",
+    "process_clip",
+    "sample_key",
+]
 
 MARKER_RE = re.compile(r"\[(PAUSE|LONG|UH|UM|HMM|AH|ER)\]", re.IGNORECASE)
 
@@ -42,14 +58,11 @@ def sample_key(listed: ListedClip) -> str:
     return f"{stem or 'clip'}-{(listed.sha256 or '')[:10]}"
 
 
-CODE_RATE = 50
-
-
 def pause_code_counts(codes: list[int], speech: list[tuple[float, float]]) -> dict[str, int]:
     """Which semantic codes the clip's measured pauses (silences of >= PAUSE_S between speech) map to.
 
     `diagnose` compares generated code streams against these: the share of generated codes that are
-    "pause codes" tells whether the adapter learned the speaker's pausing. Empty without ASR timing.
+    "pause codes" tells whether the adapter learned the speaker's pausing. Empty without speech.
     """
     counts: Counter[str] = Counter()
     for (_, end), (start, _) in pairwise(speech):
@@ -84,6 +97,13 @@ class ProcessedClip:
     style: torch.Tensor | None = None
     """The clip's CAMPPlus style [S] (float64), None without a second stage."""
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The clip's own conditioning (and style) as the sample's float32 arrays."""
+        out = {"cond_latents": self.spk_latents.float().numpy(), "emo_vec": self.emo_vec.float().numpy()}
+        if self.style is not None:
+            out["style"] = self.style.float().numpy()
+        return out
+
 
 @torch.no_grad()
 def process_clip(
@@ -98,13 +118,16 @@ def process_clip(
         raise ClipRejected(listed.relative, *listed.reject)
     with timer.stage("decode"):
         clip = prepare_clip(listed.path, min_seconds=opts.min_seconds, max_seconds=opts.max_seconds)
-    speech: list[tuple[float, float]] = []
+    audio_counts = None
     if override is None:
         with timer.stage("asr"):
             transcript = comps.transcriber_for(opts.language).transcribe(clip.samples)
         raw_text, speech = transcript.text, transcript.speech
+        audio_counts = transcript_measures(transcript)
     else:
         raw_text = override
+        with timer.stage("vad"):  # the pauses are in the audio whoever wrote the text
+            speech = speech_segments(clip.samples)
     text = " ".join(raw_text.split())
     if not text:
         raise ClipRejected(listed.relative, "empty_transcript", "the transcript is empty (no speech found)")
@@ -149,7 +172,10 @@ def process_clip(
         "unk_share": round(unk_share, 4),
         "markers": dict(count_markers(text)),
         "pause_codes": pause_code_counts(codes.tolist(), speech),
+        "plain_text_len": len(comps.tokenizer.encode(strip_markers(text))),
     }
+    if audio_counts is not None:
+        meta["audio_measures"] = audio_counts
     return ProcessedClip(
         meta["id"],
         np.asarray(ids, dtype=np.int32),
