@@ -122,10 +122,9 @@ def summarize(
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, object]:
-    """One row: each side's value and interval, and the transfer ratio with its paired interval
-    (`adapted` and `base` must list the same texts and seeds in the same order)."""
-    if len(adapted) != len(base):
-        raise ValueError(f"paired sides differ in length: {len(adapted)} vs {len(base)}")
+    """One row: each side's value and interval, and the transfer ratio; its interval is paired,
+    so it is given only when `adapted` and `base` list the same units (same texts and seeds in the
+    same order: equal lengths) — wavs of the two sides made elsewhere may not pair up."""
     a, b = value(adapted, stat), value(base, stat)
     row: dict[str, object] = {
         "label": stat.label,
@@ -137,7 +136,7 @@ def summarize(
         "transfer": transfer_ratio(a, b, data),
         "transfer_ci": None,
     }
-    if row["transfer"] is not None and data is not None:
+    if row["transfer"] is not None and data is not None and len(adapted) == len(base):
         idx = np.random.default_rng(seed).integers(0, len(adapted), size=(resamples, len(adapted)))
         da = _resampled(*_columns(adapted, stat), idx, stat.scale)
         db = _resampled(*_columns(base, stat), idx, stat.scale)

@@ -72,9 +72,11 @@ def write_summary_files(
     audio_dir: Path,
     speaker_embeddings: str | None = None,
     reference_files: list[str] | None = None,
+    asr: dict | None = None,
 ) -> dict:
     """`speaker_embeddings`: the file's name in `out`, None when preprocess computed none;
-    `reference_files`: the copies of the reference clip in `out` (relative paths)."""
+    `reference_files`: the copies of the reference clip in `out` (relative paths); `asr`: the
+    transcriber's settings (`whisper_model`, `language`), recorded for `evaluate` to use the same."""
     samples = [s for u in units for s in u.samples]
     rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
     if len(samples) + len(rejects) != total_inputs:
@@ -116,7 +118,10 @@ def write_summary_files(
             # `diagnose` and `evaluate` measure generated codes against this set.
             "pause_codes": pause_codes,
         },
-        "evaluation": dataset_evaluation(records, {int(c) for c in pause_codes}),
+        "evaluation": {
+            **dataset_evaluation(records, {int(c) for c in pause_codes}),
+            "asr": dict(asr or {}),
+        },
         "tokenizer_coverage": {
             "unk_share_total": round(unk_pieces / max(text_pieces, 1), 6),
             "unk_share_per_clip": {s["id"]: s["unk_share"] for s in samples},
