@@ -10,7 +10,9 @@ are its artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,8 @@ def log_evaluation(
     params = {"seeds": ",".join(map(str, report["seeds"])), "texts": len(report["texts"]),
               **{f"decoding.{k}": v for k, v in report["decoding"].items()}}  # fmt: skip
     try:
-        with _tracking_uri(tracking_uri), mlflow_http_limits(30):
+        # stdout carries the report (`--json`): mlflow's "View run" line goes to stderr
+        with _tracking_uri(tracking_uri), mlflow_http_limits(30), contextlib.redirect_stdout(sys.stderr):
             mlflow.set_experiment(experiment)
             name = f"evaluate {reference.get('model_name') or Path(model['uri']).name}"
             with mlflow.start_run(run_name=name) as run:
