@@ -51,13 +51,31 @@ def test_word_errors_and_intended_words() -> None:
 
 
 def test_transcript_measures() -> None:
-    words = [Word("Well,", 0.0, 0.3), Word("uh", 0.4, 0.5), Word("I", 1.0, 1.1), Word("I", 1.2, 1.3),
-             Word("think", 1.4, 1.8)]  # fmt: skip
-    t = Transcript("Well, [UH] [LONG] I I think", words, {"[UH]": 1, "[LONG]": 1, "[PAUSE]": 0},
-                   speech=[(0.0, 0.5), (1.0, 2.0)])  # fmt: skip
+    words = [
+        Word("Well,", 0.0, 0.3),
+        Word("uh", 0.4, 0.5),
+        Word("I", 1.0, 1.1),
+        Word("I", 1.2, 1.3),
+        Word("think", 1.4, 1.8),
+    ]
+    t = Transcript(
+        "Well, [UH] [LONG] I I think",
+        words,
+        {"[UH]": 1, "[LONG]": 1, "[PAUSE]": 0},
+        speech=[(0.0, 0.5), (1.0, 2.0)],
+    )
     m = transcript_measures(t, "Well I think.")
-    assert m == {"clips": 1, "words": 4, "pauses": 1, "long_pauses": 1, "fillers": 1, "repetitions": 1,
-                 "speech_s": 2.0, "word_errors": 1, "reference_words": 3}  # fmt: skip
+    assert m == {
+        "clips": 1,
+        "words": 4,
+        "pauses": 1,
+        "long_pauses": 1,
+        "fillers": 1,
+        "repetitions": 1,
+        "speech_s": 2.0,
+        "word_errors": 1,
+        "reference_words": 3,
+    }
 
 
 def test_statistics_are_ratios_of_sums_with_paired_intervals() -> None:

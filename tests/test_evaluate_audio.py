@@ -45,8 +45,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     csv = root / "transcripts.csv"
     csv.write_text("file,text\n" + "".join(f"{c.path.name},{c.expected}\n" for c in clips[::2]))
     out = root / "data"
-    run_preprocess(PreprocessOptions(audio_dir=root / "audio", out=out, transcripts=csv, clips_per_shard=3),
-                   World(0, 1, 0))  # fmt: skip
+    run_preprocess(
+        PreprocessOptions(audio_dir=root / "audio", out=out, transcripts=csv, clips_per_shard=3),
+        World(0, 1, 0),
+    )
     return out
 
 
@@ -63,12 +65,21 @@ def package(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(str(root / "adapter"), safe_serialization=True)
     info = json.loads((dataset / "dataset_info.json").read_text())
     return package_model(
-        root / "package", adapter_dir=root / "adapter", conditioning_path=dataset / "global_conditioning.safetensors",
-        tokenizer_path=tiny_model_path(), gpt_config=preset("tiny"), preset="tiny", seed=0,
-        base_fingerprint=base_fingerprint("tiny"), params={}, selection={"select": "best"},
-        reference_clips=[dataset / info["reference_files"][0]], dataset_info=info,
-        speaker_embeddings=dataset / "speaker_embeddings.safetensors", label=TINY_LABEL,
-    )  # fmt: skip
+        root / "package",
+        adapter_dir=root / "adapter",
+        conditioning_path=dataset / "global_conditioning.safetensors",
+        tokenizer_path=tiny_model_path(),
+        gpt_config=preset("tiny"),
+        preset="tiny",
+        seed=0,
+        base_fingerprint=base_fingerprint("tiny"),
+        params={},
+        selection={"select": "best"},
+        reference_clips=[dataset / info["reference_files"][0]],
+        dataset_info=info,
+        speaker_embeddings=dataset / "speaker_embeddings.safetensors",
+        label=TINY_LABEL,
+    )
 
 
 def test_pause_codes_come_from_the_audio_with_a_csv_too(dataset: Path) -> None:
@@ -97,9 +108,31 @@ def test_hesitant_wavs_score_near_the_hesitant_data(package: Path, tmp_path: Pat
         register_package(package, tracking_uri=server.uri, name="hesitant-speaker", alias="candidate")
         env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), MLFLOW_DISABLE_TELEMETRY="true")
         exe = Path(sys.executable).parent / "indextts-dist"
-        cmd = [str(exe), "evaluate", "--model", "models:/hesitant-speaker@candidate", "--mlflow-uri", server.uri,
-               "--texts", str(texts), "--wavs", str(hesitant), "--base-wavs", str(fluent), "--seeds", "1",
-               "--max-codes", "30", "--out", str(out), "--json", "--device", "cpu", "--resamples", "200"]  # fmt: skip
+        cmd = [
+            str(exe),
+            "evaluate",
+            "--model",
+            "models:/hesitant-speaker@candidate",
+            "--mlflow-uri",
+            server.uri,
+            "--texts",
+            str(texts),
+            "--wavs",
+            str(hesitant),
+            "--base-wavs",
+            str(fluent),
+            "--seeds",
+            "1",
+            "--max-codes",
+            "30",
+            "--out",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+            "--resamples",
+            "200",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         report = json.loads(proc.stdout)
@@ -121,7 +154,13 @@ def test_hesitant_wavs_score_near_the_hesitant_data(package: Path, tmp_path: Pat
     assert report["code"]["stop_rate"]["data"] == 1.0
     assert report["model"]["label"] == TINY_LABEL and TINY_LABEL in (out / "evaluation.md").read_text()
     tags, metrics = run.data.tags, run.data.metrics
-    assert (tags["model_name"], tags["model_version"], tags["model_alias"]) == ("hesitant-speaker", "1", "candidate")
+    assert (tags["model_name"], tags["model_version"], tags["model_alias"]) == (
+        "hesitant-speaker",
+        "1",
+        "candidate",
+    )
     assert tags["indextts.kind"] == "evaluation" and tags["conditioning"] == "global"
-    assert metrics["audio.fillers_per_100_words.adapted"] == pytest.approx(audio["fillers_per_100_words"]["adapted"])
+    assert metrics["audio.fillers_per_100_words.adapted"] == pytest.approx(
+        audio["fillers_per_100_words"]["adapted"]
+    )
     assert artifacts == {"evaluation.json", "evaluation.md"}

@@ -1,9 +1,9 @@
 """One long text, one seed, one decoding: the same codes through every door into a pattern model.
 
 The doors are the Python API (`LoadedModel`), the MLflow pyfunc (`mlflow.pyfunc.load_model` of a
-saved model), `indextts-dist infer --codes-only`, `indextts-dist generate` and
-`indextts-dist diagnose --json` and `indextts-dist evaluate --json`, the commands as subprocesses. The text is long enough that the
-tiny tokenizer's pieces split into at least 3 segments, so segmentation and batching are part of
+saved model), `indextts-dist infer --codes-only`, `indextts-dist generate`,
+`indextts-dist diagnose --json` and `indextts-dist evaluate --json`, the commands as subprocesses.
+The text is long enough that the tiny tokenizer's pieces split into at least 3 segments, so segmentation and batching are part of
 what must agree (before they were owned by one object, the pyfunc and diagnose did not segment).
 
 What "the same codes" means for `generate`: it has no package and no adapter by design — it runs a
@@ -172,8 +172,9 @@ def test_diagnose_json(package: Path, api: dict, tmp_path: Path) -> None:
 def test_evaluate_json(package: Path, api: dict, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text(LONG_TEXT + "\n")
-    report = json.loads(_cli(["evaluate", "--model", str(package), "--texts", str(texts), "--json", "--seeds", "1",
-                              "--out", str(tmp_path / "ev"), "--resamples", "50", *CLI_DECODING], tmp_path))  # fmt: skip
+    args = ["evaluate", "--model", str(package), "--texts", str(texts), "--json", "--seeds", "1",
+            "--out", str(tmp_path / "ev"), "--resamples", "50", *CLI_DECODING]  # fmt: skip
+    report = json.loads(_cli(args, tmp_path))
     assert report["seeds"] == [SEED]
     for side in ("adapted", "base"):
         (text,) = report["per_text"][side]

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from .generate import add_decoding_args, add_placement_args, decoding_from_args
+from .generate import add_decoding_args, add_placement_args, add_reference_clip_arg, decoding_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +29,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "conditioning, seeds and decoding) and sets each statistic beside the training data's, "
         "with bootstrap intervals and the transfer ratio (adapted - base) / (data - base).",
     )
-    p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a package folder")
+    p.add_argument(
+        "--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a package folder"
+    )
     p.add_argument("--texts", help="file with one text per line (default: built-in held-out plain sentences)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per text, from --seed on (default 3)")
     p.add_argument("--wavs", help="folder of the adapted model's wavs made elsewhere (NAME.wav + NAME.txt)")
     p.add_argument("--base-wavs", help="folder of the base model's wavs for the same texts")
-    p.add_argument("--render", action="store_true",
-                   help="speak the generated codes with the package's second stage and measure them "
-                        "(speech only with official weights; the tiny/mini second stage makes noise)")  # fmt: skip
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="speak the generated codes with the package's second stage and measure them "
+        "(speech only with official weights; the tiny/mini second stage makes noise)",
+    )
     p.add_argument("--out", default="evaluation", help="folder for evaluation.json and evaluation.md")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI; none: not logged)")
@@ -46,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--language", help="ASR language (default: the one preprocess used)")
     p.add_argument("--batch-size", type=int, default=8, help="segments decoded together (default 8)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    add_reference_clip_arg(p)
     add_decoding_args(p)
     add_placement_args(p)
     p.set_defaults(func=run)
@@ -61,25 +67,47 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     opts = EvaluateOptions(
-        out=Path(args.out), texts=read_texts(args.texts), decoding=decoding_from_args(args), seeds=args.seeds,
-        wavs=Path(args.wavs) if args.wavs else None, base_wavs=Path(args.base_wavs) if args.base_wavs else None,
-        render=args.render, batch_size=args.batch_size, resamples=args.resamples,
-        whisper_model=args.whisper_model, language=args.language, uri=args.model,
-    )  # fmt: skip
+        out=Path(args.out),
+        texts=read_texts(args.texts),
+        decoding=decoding_from_args(args),
+        seeds=args.seeds,
+        wavs=Path(args.wavs) if args.wavs else None,
+        base_wavs=Path(args.base_wavs) if args.base_wavs else None,
+        render=args.render,
+        batch_size=args.batch_size,
+        resamples=args.resamples,
+        whisper_model=args.whisper_model,
+        language=args.language,
+        uri=args.model,
+        reference_clip=args.reference_clip,
+    )
     tracking_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     with tempfile.TemporaryDirectory(prefix="indextts-evaluate-") as tmp:
-        model = LoadedModel.load(args.model, tracking_uri=tracking_uri, cache_dir=tmp,
-                                 weights_dir=args.weights_dir, device=args.device, dtype=args.dtype)  # fmt: skip
+        model = LoadedModel.load(
+            args.model,
+            tracking_uri=tracking_uri,
+            cache_dir=tmp,
+            weights_dir=args.weights_dir,
+            device=args.device,
+            dtype=args.dtype,
+        )
         report = evaluate_model(model, opts)
         if tracking_uri:
             reference = model_reference(args.model, tracking_uri)
-            run_id = log_evaluation(report, [opts.out / REPORT_JSON, opts.out / REPORT_MD],
-                                    tracking_uri=tracking_uri, reference=reference,
-                                    experiment=args.experiment or EVALUATION_EXPERIMENT)  # fmt: skip
+            run_id = log_evaluation(
+                report,
+                [opts.out / REPORT_JSON, opts.out / REPORT_MD],
+                tracking_uri=tracking_uri,
+                reference=reference,
+                experiment=args.experiment or EVALUATION_EXPERIMENT,
+            )
             report["mlflow_run_id"] = run_id
             print(f"[evaluate] logged as MLflow run {run_id} at {tracking_uri}", file=sys.stderr)
         else:
-            print("[evaluate] no tracking server (--mlflow-uri / $MLFLOW_TRACKING_URI): not logged", file=sys.stderr)
+            print(
+                "[evaluate] no tracking server (--mlflow-uri / $MLFLOW_TRACKING_URI): not logged",
+                file=sys.stderr,
+            )
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else format_markdown(report))
     print(f"[evaluate] wrote {opts.out / REPORT_JSON} and {opts.out / REPORT_MD}", file=sys.stderr)
     return 0

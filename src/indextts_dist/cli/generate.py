@@ -27,6 +27,16 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", help=f"{' | '.join(DTYPES)} (default: float32)")
 
 
+def add_reference_clip_arg(p: argparse.ArgumentParser) -> None:
+    """`--reference-clip`, shared by the commands that run a package (infer, evaluate)."""
+    p.add_argument(
+        "--reference-clip",
+        type=Path,
+        help="generate with this clip's own conditioning (required by a model trained with "
+        "--conditioning per-clip, the guide's old way; default: the package's global conditioning)",
+    )
+
+
 def placement_from_args(args: argparse.Namespace) -> Placement:
     return resolve_placement(args.device, args.dtype)
 

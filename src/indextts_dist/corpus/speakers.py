@@ -25,13 +25,48 @@ from .synth import BACKENDS, SYNTH_FILLERS, Event, build_clip
 
 __all__ = ["FLUENT", "HESITANT", "Hesitation", "sentences", "speaker_corpus"]
 
-_SUBJECTS = ("my sister", "the teacher", "our neighbor", "the driver", "a friend of mine", "the manager",
-             "my father", "the old man", "her cousin", "the new student", "his partner", "the doctor")
-_VERBS = ("found the keys", "painted the fence", "opened the window", "fixed the radio", "read the letter",
-          "cooked a big dinner", "washed the car", "lost the tickets", "sold the bicycle", "planted tomatoes",
-          "answered the phone", "cleaned the garage", "missed the bus", "wrote a short story")
-_WHERE = ("in the morning", "last weekend", "near the station", "after lunch", "before the storm",
-          "at the market", "on a Sunday", "during the holiday", "behind the house", "late at night")  # fmt: skip
+_SUBJECTS = (
+    "my sister",
+    "the teacher",
+    "our neighbor",
+    "the driver",
+    "a friend of mine",
+    "the manager",
+    "my father",
+    "the old man",
+    "her cousin",
+    "the new student",
+    "his partner",
+    "the doctor",
+)
+_VERBS = (
+    "found the keys",
+    "painted the fence",
+    "opened the window",
+    "fixed the radio",
+    "read the letter",
+    "cooked a big dinner",
+    "washed the car",
+    "lost the tickets",
+    "sold the bicycle",
+    "planted tomatoes",
+    "answered the phone",
+    "cleaned the garage",
+    "missed the bus",
+    "wrote a short story",
+)
+_WHERE = (
+    "in the morning",
+    "last weekend",
+    "near the station",
+    "after lunch",
+    "before the storm",
+    "at the market",
+    "on a Sunday",
+    "during the holiday",
+    "behind the house",
+    "late at night",
+)
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
@@ -102,6 +137,11 @@ def speaker_corpus(
         path = out / f"{prefix}_{i:04d}.wav"
         clips.append(build_clip(be, voices[i % len(voices)], _events(text, style, rng), path, rng))
         atomic_write_text(path.with_suffix(".txt"), text + "\n")
-    manifest = {"seed": seed, "backend": backend, "style": str(style), "clips": [c.to_json(out) for c in clips]}
+    manifest = {
+        "seed": seed,
+        "backend": backend,
+        "style": str(style),
+        "clips": [c.to_json(out) for c in clips],
+    }
     atomic_write_text(out / "corpus.json", json.dumps(manifest, indent=1) + "\n")
     return clips

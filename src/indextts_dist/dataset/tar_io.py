@@ -26,7 +26,9 @@ CLIP_ARRAYS = ("cond_latents", "emo_vec", "style")
 
 def write_tar(
     tar_path: Path,
-    samples: Iterable[tuple[str, np.ndarray, np.ndarray, dict] | tuple[str, np.ndarray, np.ndarray, dict, dict]],
+    samples: Iterable[
+        tuple[str, np.ndarray, np.ndarray, dict] | tuple[str, np.ndarray, np.ndarray, dict, dict]
+    ],
 ) -> None:
     """(key, text_ids, codes, meta[, arrays]) per sample into `tar_path`, atomically; `arrays`
     maps names of CLIP_ARRAYS to the clip's arrays."""

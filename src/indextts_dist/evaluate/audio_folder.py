@@ -13,6 +13,7 @@ texts were given; otherwise the clip has no WER.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -84,10 +85,8 @@ class AudioInstrument:
             return counts
         counts = transcript_measures(self.transcriber.transcribe(clip.samples), intended)
         if self.style_of is not None and self.speaker_style is not None:
-            try:
+            with contextlib.suppress(ClipRejected):  # too short for CAMPPlus: no similarity
                 counts["similarity"] = cosine(self.style_of(wav), self.speaker_style)
-            except ClipRejected:
-                pass
         return counts
 
     def measure_folder(self, folder: Path, texts: Sequence[str] = ()) -> list[dict[str, float]]:

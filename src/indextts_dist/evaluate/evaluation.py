@@ -53,6 +53,8 @@ class EvaluateOptions:
     language: str | None = None
     uri: str | None = None
     """How the model was named (`models:/NAME@ALIAS` or the folder), for the report and the run."""
+    reference_clip: Path | None = None
+    """Generate with this clip's own conditioning (required for a per-clip model; both sides)."""
 
 
 def data_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,14 +70,17 @@ def _pause_codes(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> set[
     return pause_code_set(manifest.get("dataset"))
 
 
-def _audio_instrument(model: LoadedModel, opts: EvaluateOptions, record: Mapping[str, Any]) -> AudioInstrument:
+def _audio_instrument(
+    model: LoadedModel, opts: EvaluateOptions, record: Mapping[str, Any]
+) -> AudioInstrument:
     """The ASR preprocess used (unless the options name another) and, when the package has
     speaker embeddings, the second stage's CAMPPlus and the speaker's mean style."""
     from ..transcribe import Transcriber
 
     asr = record.get("asr") or {}
-    transcriber = Transcriber(model=opts.whisper_model or asr.get("whisper_model"),
-                              language=opts.language or asr.get("language"))  # fmt: skip
+    transcriber = Transcriber(
+        model=opts.whisper_model or asr.get("whisper_model"), language=opts.language or asr.get("language")
+    )
     if not model.manifest.get("speaker_embeddings"):
         return AudioInstrument(transcriber)
     renderer = model.renderer
@@ -88,21 +93,34 @@ def _audio_instrument(model: LoadedModel, opts: EvaluateOptions, record: Mapping
 def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[str, Any]:
     """Run both sides, build the report, write `evaluation.json` and `evaluation.md` into `opts.out`."""
     say = log or (lambda line: print(f"[evaluate] {line}", file=sys.stderr))
+    model = model.with_reference_clip(opts.reference_clip)
     record = data_record(model.manifest)
     pause = _pause_codes(model.manifest, record)
     seeds = seeds_for(opts.decoding, opts.seeds)
     audio = _audio_instrument(model, opts, record) if (opts.wavs or opts.base_wavs or opts.render) else None
     notes: list[str] = []
     if not record:
-        notes.append("the package records no data evaluation (dataset preprocessed before `evaluate` "
-                     "existed): data values and transfer ratios are n/a; re-run preprocess")  # fmt: skip
+        notes.append(
+            "the package records no data evaluation (dataset preprocessed before `evaluate` "
+            "existed): data values and transfer ratios are n/a; re-run preprocess"
+        )
     if pause is None:
         notes.append("no pause codes recorded: the pause statistics are n/a")
 
     def side(name: str, m: LoadedModel):
         render_to = opts.out / "wavs" / name if opts.render else None
-        return generate_side(name, m, opts.texts, opts.decoding, seeds, pause, batch_size=opts.batch_size,
-                             render_to=render_to, audio=audio, progress=say)  # fmt: skip
+        return generate_side(
+            name,
+            m,
+            opts.texts,
+            opts.decoding,
+            seeds,
+            pause,
+            batch_size=opts.batch_size,
+            render_to=render_to,
+            audio=audio,
+            progress=say,
+        )
 
     adapted = side("adapted", model)
     base = side("base", model.without_adapter())
@@ -118,7 +136,8 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
             "package": str(model.package) if model.package else None,
             "preset": model.manifest.get("preset"),
             "label": model.label,
-            "conditioning": model.manifest.get("conditioning_kind", "global"),
+            "conditioning": model.conditioning_kind,
+            "reference_clip": str(model.reference_clip) if model.reference_clip else None,
             "method": model.manifest.get("method", "lora"),
             "base_fingerprint": model.manifest.get("base_fingerprint"),
         },
@@ -127,7 +146,11 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
         "texts": list(opts.texts),
         "instrument": instrument(),
         "pause_codes": sorted(pause) if pause else None,
-        "data": {"clips": record.get("clips"), "audio_clips": record.get("audio_clips"), "asr": record.get("asr")},
+        "data": {
+            "clips": record.get("clips"),
+            "audio_clips": record.get("audio_clips"),
+            "asr": record.get("asr"),
+        },
         "code": code,
         "audio": None,
         "sanity": sanity(code),
@@ -135,14 +158,17 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
         "notes": notes,
     }
     if adapted.audio_units or base.audio_units:
-        report["audio"] = rows(AUDIO_STATISTICS, adapted.audio_units, base.audio_units, record.get("audio"),
-                               opts.resamples)  # fmt: skip
+        report["audio"] = rows(
+            AUDIO_STATISTICS, adapted.audio_units, base.audio_units, record.get("audio"), opts.resamples
+        )
         report["audio_units"] = {"adapted": adapted.audio_units, "base": base.audio_units}
     if model.label:
         notes.append(model.label)
     if any(s["ok"] is False for s in report["sanity"]):
-        notes.append("the base is not sane on this decoding (see the sanity table): transfer ratios "
-                     "compare against a broken reference")  # fmt: skip
+        notes.append(
+            "the base is not sane on this decoding (see the sanity table): transfer ratios "
+            "compare against a broken reference"
+        )
     opts.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(opts.out / REPORT_JSON, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(opts.out / REPORT_MD, format_markdown(report))

@@ -52,8 +52,17 @@ def sanity(code_rows: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
             figure = base / data if isinstance(base, float) and isinstance(data, float) and data else None
         else:
             figure = base
-        out.append({"statistic": key, "compared": kind, "figure": figure, "base": base, "data": data,
-                    "range": [low, high], "ok": None if figure is None else low <= figure <= high})  # fmt: skip
+        out.append(
+            {
+                "statistic": key,
+                "compared": kind,
+                "figure": figure,
+                "base": base,
+                "data": data,
+                "range": [low, high],
+                "ok": None if figure is None else low <= figure <= high,
+            }
+        )
     return out
 
 
@@ -87,9 +96,15 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"## evaluate: {model['uri']}",
         "",
-        f"- preset `{model['preset']}`, conditioning `{model['conditioning']}`"
+        f"- preset `{model['preset']}`, method `{model['method']}`, conditioning `{model['conditioning']}`"
+        + (
+            f" (generating with the conditioning of `{model['reference_clip']}`)"
+            if model.get("reference_clip")
+            else ""
+        )
         + (f", **{model['label']}**" if model.get("label") else ""),
-        f"- {len(report['texts'])} held-out texts × seeds {report['seeds']}; decoding: {d['num_beams']} beam(s), "
+        f"- {len(report['texts'])} held-out texts × seeds {report['seeds']}; "
+        f"decoding: {d['num_beams']} beam(s), "
         f"sample={d['do_sample']}, top-k {d['top_k']}, top-p {d['top_p']}, temperature {d['temperature']}, "
         f"repetition penalty {d['repetition_penalty']}, cap {d['max_new_tokens']}, mel positions "
         f"`{d['mel_positions']}`",
@@ -99,13 +114,19 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     ]
     if report.get("audio"):
         lines += _table("audio space", AUDIO_STATISTICS, report["audio"])
-    lines += ["### base sanity (before any comparison means anything)", "",
-              "| figure | base | data | accepted | in range |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "### base sanity (before any comparison means anything)",
+        "",
+        "| figure | base | data | accepted | in range |",
+        "|---|---|---|---|---|",
+    ]
     for s in report["sanity"]:
         name = f"{s['statistic']} ({'base / data' if s['compared'] == 'ratio' else 'base'})"
         ok = {None: "n/a", True: "yes", False: "**no**"}[s["ok"]]
-        lines.append(f"| {name} | {_num(s['base'], 3)} | {_num(s['data'], 3)} | "
-                     f"{s['range'][0]:.2f}–{s['range'][1]:.2f} (got {_num(s['figure'], 2)}) | {ok} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {_num(s['base'], 3)} | {_num(s['data'], 3)} | "
+            f"{s['range'][0]:.2f}–{s['range'][1]:.2f} (got {_num(s['figure'], 2)}) | {ok} |"
+        )
     lines.append("")
     lines += [f"- {n}" for n in report.get("notes", [])]
     return "\n".join(lines).rstrip() + "\n"

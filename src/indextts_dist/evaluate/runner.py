@@ -72,9 +72,17 @@ def generate_side(
         else:
             results, pairs = model(texts, run, batch_size, latents=False), []
         for i, (text, r) in enumerate(zip(texts, results, strict=True)):
-            side.code_units.append(code_measures(r.codes.tolist(), plain_tokens[i], pause_codes, r.all_stopped))
-            record = {"text": text, "seed": seed, "text_tokens": plain_tokens[i], "codes": int(r.codes.numel()),
-                      "stopped": r.all_stopped, "semantic_codes": r.codes.tolist()}  # fmt: skip
+            side.code_units.append(
+                code_measures(r.codes.tolist(), plain_tokens[i], pause_codes, r.all_stopped)
+            )
+            record = {
+                "text": text,
+                "seed": seed,
+                "text_tokens": plain_tokens[i],
+                "codes": int(r.codes.numel()),
+                "stopped": r.all_stopped,
+                "semantic_codes": r.codes.tolist(),
+            }
             if pairs and render_to is not None:
                 wav = _write_wav(render_to / f"s{seed}_{i:03d}.wav", pairs[i][1], text)
                 record["wav"] = str(wav)

@@ -44,14 +44,22 @@ class Statistic:
 
 
 CODE_STATISTICS: tuple[Statistic, ...] = (
-    Statistic("pauses_per_100_tokens", "pauses ≥0.3 s / 100 text tokens", "pause_runs", "text_tokens", 100, 2),
-    Statistic("long_pauses_per_100_tokens", "pauses ≥0.7 s / 100 text tokens", "long_pause_runs", "text_tokens",
-              100, 2),
+    Statistic(
+        "pauses_per_100_tokens", "pauses ≥0.3 s / 100 text tokens", "pause_runs", "text_tokens", 100, 2
+    ),
+    Statistic(
+        "long_pauses_per_100_tokens",
+        "pauses ≥0.7 s / 100 text tokens",
+        "long_pause_runs",
+        "text_tokens",
+        100,
+        2,
+    ),
     Statistic("codes_per_text_token", "codes per text token", "codes", "text_tokens"),
     Statistic("pause_code_share", "pause-code share", "pause_codes", "codes"),
     Statistic("stop_rate", "stop rate", "stopped", "units"),
     Statistic("repeated_ngram_share", "repeated code 4-grams", "repeated_ngrams", "ngrams"),
-)  # fmt: skip
+)
 AUDIO_STATISTICS: tuple[Statistic, ...] = (
     Statistic("pauses_per_100_words", "pauses / 100 words", "pauses", "words", 100, 2),
     Statistic("long_pauses_per_100_words", "long pauses / 100 words", "long_pauses", "words", 100, 2),

@@ -65,11 +65,20 @@ def log_evaluation(
     import mlflow
 
     model = report["model"]
-    tags = {"indextts.kind": "evaluation", "model_uri": model["uri"], "preset": model["preset"],
-            "conditioning": model["conditioning"], "method": model["method"], "label": model.get("label"),
-            **reference}  # fmt: skip
-    params = {"seeds": ",".join(map(str, report["seeds"])), "texts": len(report["texts"]),
-              **{f"decoding.{k}": v for k, v in report["decoding"].items()}}  # fmt: skip
+    tags = {
+        "indextts.kind": "evaluation",
+        "model_uri": model["uri"],
+        "preset": model["preset"],
+        "conditioning": model["conditioning"],
+        "method": model["method"],
+        "label": model.get("label"),
+        **reference,
+    }
+    params = {
+        "seeds": ",".join(map(str, report["seeds"])),
+        "texts": len(report["texts"]),
+        **{f"decoding.{k}": v for k, v in report["decoding"].items()},
+    }
     try:
         # stdout carries the report (`--json`): mlflow's "View run" line goes to stderr
         with _tracking_uri(tracking_uri), mlflow_http_limits(30), contextlib.redirect_stdout(sys.stderr):

@@ -92,12 +92,14 @@ def _package(
         preset=opts.preset,
         seed=opts.seed,
         base_fingerprint=result.base_fingerprint,
-        params={**opts.to_params(), "lora": opts.lora.to_dict()},
+        params={**opts.to_params(), **({"lora": opts.lora.to_dict()} if opts.method == "lora" else {})},
         selection=selection,
         reference_clips=clips,
         dataset_info=info,
         speaker_embeddings=speaker,
         label=TINY_LABEL if opts.preset == "tiny" else None,
+        method=opts.method,
+        conditioning_kind=opts.conditioning,
     )
     print(f"[train] packaged {chosen.name} ({selection['why']}, val loss {selection['val_loss']}) -> {path}",
           file=sys.stderr)  # fmt: skip

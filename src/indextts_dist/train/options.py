@@ -80,6 +80,13 @@ class TrainOptions:
     """Seed of the tiny preset's weights (as preprocess's `--seed`), adapter initialization and data order."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke runs."""
+    conditioning: Literal["global", "per-clip"] = "global"
+    """global: every sample against the dataset's ONE conditioning (the recipe); per-clip: each
+    sample against its own clip's conditioning (the guide's "v1" way, for comparison; such a model
+    generates with a reference clip's conditioning, `--reference-clip`)."""
+    method: Literal["lora", "full"] = "lora"
+    """lora: train the adapter on the frozen GPT; full: fine-tune every GPT weight (pretraining a
+    small base, the community trainers' way); the package then holds the whole GPT."""
 
     def __post_init__(self) -> None:
         if self.preset != "tiny" and self.weights_dir is None:
@@ -91,7 +98,8 @@ class TrainOptions:
 
     def to_params(self) -> dict[str, object]:
         """Flat name -> value, for MLflow params and the packaged manifest."""
-        flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every}
+        flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every,
+                                   "conditioning": self.conditioning, "method": self.method}  # fmt: skip
         flat.update({f"lora_{k}": v for k, v in self.lora.to_dict().items()})
         flat.update(asdict(self.optim))
         flat.update({"select": self.tracking.select, "num_workers": self.num_workers})
