@@ -3,8 +3,9 @@
 The doors are the Python API (`LoadedModel`), the MLflow pyfunc (`mlflow.pyfunc.load_model` of a
 saved model), `indextts-dist infer --codes-only`, `indextts-dist generate`,
 `indextts-dist diagnose --json` and `indextts-dist evaluate --json`, the commands as subprocesses.
-The text is long enough that the tiny tokenizer's pieces split into at least 3 segments, so segmentation and batching are part of
-what must agree (before they were owned by one object, the pyfunc and diagnose did not segment).
+The text is long enough that the tiny tokenizer's pieces split into at least 3 segments, so
+segmentation and batching are part of what must agree (before they were owned by one object, the
+pyfunc and diagnose did not segment).
 
 What "the same codes" means for `generate`: it has no package and no adapter by design — it runs a
 base GPT with a conditioning file and a tokenizer. Given the tiny preset's seed-0 base (the

@@ -157,7 +157,7 @@ class LoadedModel:
 
     @property
     def conditioning_kind(self) -> str:
-        """"global" (the recipe) or "per-clip", as the package records how it was trained."""
+        """`global` (the recipe) or `per-clip`, as the package records how it was trained."""
         return str(self.manifest.get("conditioning_kind", "global"))
 
     @property
