@@ -65,7 +65,7 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate semantic codes for texts from local files")
-    p.add_argument("--preset", choices=["tiny", "official-v2"], default="tiny",
+    p.add_argument("--preset", choices=["tiny", "mini", "official-v2"], default="tiny",
                    help="tiny: seeded random weights; official-v2: --weights and --bpe")  # fmt: skip
     p.add_argument("--weights", help="gpt.pth / .safetensors (required for official-v2)")
     p.add_argument("--bpe", help="SentencePiece model (official bpe.model); default for tiny: the tiny BPE")

@@ -129,7 +129,7 @@ def build_codec(
 ) -> RepCodec:
     """`official-v2` needs `weights`; `tiny` is seeded random (`TINY_CODEC_LABEL`) unless weights given."""
     cfg = config or codec_preset(preset_name)
-    if weights is None and preset_name != "tiny":
+    if weights is None and preset_name not in ("tiny", "mini"):
         raise CheckpointError(
             f"codec preset {preset_name!r} needs its weights file "
             "(MaskGCT semantic_codec/model.safetensors); none was given"

@@ -34,7 +34,15 @@ from ..errors import InputError, MissingFileError
 from ..generate import DecodingConfig, generate_codes
 from ..generate.text_to_codes import check_tokenizer_fits, conditioning_prefix
 from ..lora import load_merged
-from ..model import TINY_LABEL, CheckpointError, GPTConfig, UnifiedVoice, strict_load
+from ..model import (
+    RANDOM_PRESETS,
+    TINY_LABEL,
+    CheckpointError,
+    GPTConfig,
+    UnifiedVoice,
+    preset_label,
+    strict_load,
+)
 from ..placement import Placement, placement_of, resolve_placement, to_host
 from ..text import TextTokenizer, tiny_tokenizer
 from ..tracking.package import PackageError, PackageFiles, verify_package
@@ -167,7 +175,9 @@ class LoadedModel:
         recorded = self.manifest.get("label")
         if recorded or self.base is None:
             return recorded
-        return TINY_LABEL if self.base.preset == "tiny" and self.base.weights is None else None
+        if self.base.preset == "tiny" and self.base.weights is None:
+            return TINY_LABEL
+        return preset_label(self.base.preset) if self.base.preset == "mini" else None
 
     @property
     def placement(self) -> Placement:
@@ -333,7 +343,7 @@ def load_parts(
     model = base.build()  # first: a missing official checkpoint is the first thing to say
     if tokenizer is not None:
         text = TextTokenizer(tokenizer)
-    elif preset == "tiny":
+    elif preset in RANDOM_PRESETS:
         text = tiny_tokenizer()
     else:
         raise InputError(f"preset {preset!r} needs its tokenizer (bpe.model; generate: --bpe)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
+__all__ = ["PRESETS", "RANDOM_PRESETS", "ConditionModuleConfig", "GPTConfig", "preset"]
 
 
 # duplicates: field declarations look alike across the config dataclasses (typed fields with
@@ -183,7 +183,36 @@ def _tiny() -> GPTConfig:
     )
 
 
-PRESETS: dict[str, GPTConfig] = {"official-v2": GPTConfig(), "tiny": _tiny()}
+def _mini() -> GPTConfig:
+    """The mini preset: the same code at a size that LEARNS on 2 CPU cores (4 layers × 256), with
+    the tiny BPE, the tiny random w2v-BERT and a 1024-code random codec (`codec_preset("mini")`):
+    large enough that the official repetition penalty over every code already said does not exhaust
+    the vocabulary within a sentence. Its weights start random; a mini base is pretrained here on
+    synthetic speech (`train --method full`). Not IndexTTS2 quality (`model.MINI_LABEL`)."""
+    return GPTConfig(
+        model_dim=256,
+        max_mel_tokens=800,
+        max_text_tokens=120,
+        heads=4,
+        layers=4,
+        number_text_tokens=256,
+        number_mel_codes=1026,
+        start_mel_token=1024,
+        stop_mel_token=1025,
+        checkpointing=False,
+        condition_module=ConditionModuleConfig(
+            output_size=64, linear_units=128, attention_heads=4, num_blocks=2, perceiver_mult=2
+        ),
+        emo_condition_module=ConditionModuleConfig(
+            output_size=32, linear_units=64, attention_heads=2, num_blocks=1, perceiver_mult=2
+        ),
+    )
+
+
+PRESETS: dict[str, GPTConfig] = {"official-v2": GPTConfig(), "tiny": _tiny(), "mini": _mini()}
+RANDOM_PRESETS: tuple[str, ...] = ("tiny", "mini")
+"""Presets whose base is drawn from a seed (unless a weights file is given) and whose tokenizer,
+w2v-BERT and codec are seeded random too: no release file is needed to run them."""
 
 
 def preset(name: str) -> GPTConfig:

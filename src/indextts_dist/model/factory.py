@@ -8,12 +8,18 @@ import torch
 
 from ..utils.hashing import file_sha256
 from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerprint
-from .config import GPTConfig, preset
+from .config import RANDOM_PRESETS, GPTConfig, preset
 from .unified_voice import UnifiedVoice
 
-__all__ = ["TINY_LABEL", "base_fingerprint", "build_model"]
+__all__ = ["MINI_LABEL", "TINY_LABEL", "base_fingerprint", "build_model", "preset_label"]
 
 TINY_LABEL = "tiny preset: seeded RANDOM weights, for tests and demos only; its output is not speech"
+MINI_LABEL = "mini preset: trained here on synthetic speech, not IndexTTS2 quality"
+
+
+def preset_label(preset_name: str) -> str | None:
+    """The note every output of a preset's model carries (None for the official weights)."""
+    return {"tiny": TINY_LABEL, "mini": MINI_LABEL}.get(preset_name)
 
 
 def build_model(
@@ -26,7 +32,7 @@ def build_model(
 ) -> UnifiedVoice:
     """`official-v2` needs `weights` (gpt.pth); `tiny` is built from `seed` unless weights are given."""
     cfg = config or preset(preset_name)
-    if weights is None and preset_name != "tiny":
+    if weights is None and preset_name not in RANDOM_PRESETS:
         raise CheckpointError(f"preset {preset_name!r} needs its weights file (gpt.pth); none was given")
     if weights is not None:
         model = UnifiedVoice(cfg, with_conditioning_encoders=with_conditioning_encoders)
@@ -47,6 +53,6 @@ def base_fingerprint(preset_name: str, weights: str | Path | None = None, seed: 
     or, for the tiny preset's random weights, a hash of the full state dict built from `seed`."""
     if weights is not None:
         return file_sha256(weights)
-    if preset_name != "tiny":
+    if preset_name not in RANDOM_PRESETS:
         raise CheckpointError(f"preset {preset_name!r} needs its weights file to be fingerprinted")
-    return state_dict_fingerprint(build_model("tiny", seed=seed).state_dict())
+    return state_dict_fingerprint(build_model(preset_name, seed=seed).state_dict())

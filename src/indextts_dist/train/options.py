@@ -58,10 +58,12 @@ class TrainOptions:
     """Preprocess output folder (shards, dataset_info.json, global conditioning)."""
     out: Path
     """Run folder: checkpoints and the packaged model."""
-    preset: Literal["tiny", "official-v2"] = "tiny"
-    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `--weights-dir`)."""
+    preset: Literal["tiny", "mini", "official-v2"] = "tiny"
+    """`tiny` (random weights, tests/demo), `mini` (4 × 256, learns on CPUs; trained here on
+    synthetic speech, not IndexTTS2 quality) or `official-v2` (real weights from `--weights-dir`)."""
     weights_dir: Path | None = None
-    """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`."""
+    """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`; for `mini`, a
+    folder holding a pretrained mini base as `gpt.pth` (default: its seeded random weights)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """The adapter (its own `--lora-*` flags)."""
     optim: OptimSettings = field(default_factory=OptimSettings)
@@ -89,7 +91,7 @@ class TrainOptions:
     small base, the community trainers' way); the package then holds the whole GPT."""
 
     def __post_init__(self) -> None:
-        if self.preset != "tiny" and self.weights_dir is None:
+        if self.preset == "official-v2" and self.weights_dir is None:
             raise InputError(f"preset {self.preset!r} needs --weights-dir")
         if self.optim.epochs < 1 or self.optim.grad_accum < 1:
             raise InputError("epochs and grad_accum must be >= 1")
