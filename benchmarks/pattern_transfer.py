@@ -103,6 +103,7 @@ def base_corpus(out: Path, n: int) -> Path:
 def train(args: list[str], log_file: Path) -> None:
     """`launch/train.py` in its own process (one Accelerator per job)."""
     cmd = [sys.executable, str(REPO / "launch" / "train.py"), *args]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as fh:
         res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ), check=False)
     if res.returncode != 0:
