@@ -31,7 +31,8 @@ def export_base(package_dir: str | Path, out_dir: str | Path, weights_dir: str |
     files = PackageFiles(Path(package_dir))
     manifest = verify_package(files.root)
     if manifest.get("method") != "full":
-        raise PackageError(f"{files.root}: not a full fine-tuning package (method {manifest.get('method')!r})")
+        method = manifest.get("method")
+        raise PackageError(f"{files.root}: not a full fine-tuning package (method {method!r})")
     preset = manifest["preset"]
     start = weights_file(preset, weights_dir)
     model = build_model(preset, start, seed=int(manifest.get("seed", 0)))  # with the starting encoders

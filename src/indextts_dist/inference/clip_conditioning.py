@@ -18,7 +18,7 @@ from ..audio import ClipRejected, prepare_clip
 from ..conditioning import GlobalConditioning
 from ..errors import InputError
 from ..features import SemanticFeatures
-from ..model import build_model
+from ..model import RANDOM_PRESETS, build_model
 from .base_model import BaseSpec
 
 __all__ = ["clip_conditioning"]
@@ -31,7 +31,7 @@ def clip_conditioning(path: str | Path, base: BaseSpec, weights_dir: Path | None
         clip = prepare_clip(path, min_seconds=0.5, max_seconds=60.0)
     except ClipRejected as exc:
         raise InputError(f"{path}: cannot be a reference clip ({exc.reason}: {exc.detail})") from None
-    if base.weights is None:
+    if base.preset in RANDOM_PRESETS:  # seeded random w2v-BERT, whether or not the GPT is pretrained
         features = SemanticFeatures.tiny(base.seed)
     elif weights_dir is not None:
         features = SemanticFeatures.official(weights_dir)
