@@ -68,7 +68,7 @@ class Size:
 
 
 FULL = Size(1200, 100, 4, 8, 30, 3, 3, 12, ("markers", "plain"), 600)
-QUICK = Size(18, 10, 2, 1, 1, 1, 1, 2, ("markers",), 60)
+QUICK = Size(12, 6, 1, 1, 1, 1, 1, 2, ("markers",), 60)
 
 
 def log(line: str) -> None:
