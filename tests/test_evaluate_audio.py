@@ -164,3 +164,30 @@ def test_hesitant_wavs_score_near_the_hesitant_data(package: Path, tmp_path: Pat
         audio["fillers_per_100_words"]["adapted"]
     )
     assert artifacts == {"evaluation.json", "evaluation.md"}
+
+
+def test_render_speaks_both_sides_through_the_second_stage_and_measures_them(
+    package: Path, tmp_path: Path
+) -> None:
+    """`--render`: the package's second stage speaks what each side generated (the tiny stage makes
+    noise: the machinery, not speech), the wavs land beside the report and are measured."""
+    from indextts_dist.evaluate.evaluation import EvaluateOptions, evaluate_model
+    from indextts_dist.generate import DecodingConfig
+    from indextts_dist.inference.loaded import LoadedModel
+
+    opts = EvaluateOptions(
+        out=tmp_path,
+        texts=HELD_OUT[:1],
+        seeds=1,
+        render=True,
+        resamples=50,
+        decoding=DecodingConfig(seed=0, max_new_tokens=30),
+    )
+    report = evaluate_model(LoadedModel.load(package, device="cpu"), opts, log=lambda _: None)
+    for side in ("adapted", "base"):
+        (wav,) = sorted((tmp_path / "wavs" / side).glob("*.wav"))
+        assert wav.with_suffix(".txt").read_text().strip() == HELD_OUT[0]
+        assert report["per_text"][side][0]["wav"] == str(wav)
+        (unit,) = report["audio_units"][side]
+        assert unit["clips"] == 1 and unit["reference_words"] == len(HELD_OUT[0].split())
+    assert report["audio"]["wer"]["adapted"] is not None

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI; none: not logged)")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default indextts-dist-evaluate)")
-    p.add_argument("--weights-dir", help="folder with the official weights (official-v2 packages)")
+    p.add_argument("--weights-dir", help="official weights (official-v2), or a mini base folder (gpt.pth)")
     p.add_argument("--whisper-model", help="ASR for audio space (default: the one preprocess used)")
     p.add_argument("--language", help="ASR language (default: the one preprocess used)")
     p.add_argument("--batch-size", type=int, default=8, help="segments decoded together (default 8)")
