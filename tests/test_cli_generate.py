@@ -85,6 +85,9 @@ def test_demo_runs_the_whole_pipeline(demo_dir):
     marker = json.loads((demo_dir / "codes" / "001.json").read_text())
     assert "'UH'" in marker["text_normalized"] and "'UM'" in marker["text_normalized"]
     assert summary["diagnose"] and (demo_dir / "diagnose.json").is_file()
+    evaluation = json.loads(Path(summary["evaluate"]["json"]).read_text())  # the demo ends with evaluate
+    assert "RANDOM" in evaluation["model"]["label"] and evaluation["code"]["stop_rate"]["data"] == 1.0
+    assert summary["evaluate"]["mlflow_run_id"]
     # The registry survives the server: the demo's model is there under its alias.
     from mlflow.tracking import MlflowClient
 

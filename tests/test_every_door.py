@@ -1,10 +1,11 @@
 """One long text, one seed, one decoding: the same codes through every door into a pattern model.
 
 The doors are the Python API (`LoadedModel`), the MLflow pyfunc (`mlflow.pyfunc.load_model` of a
-saved model), `indextts-dist infer --codes-only`, `indextts-dist generate` and
-`indextts-dist diagnose --json`, the commands as subprocesses. The text is long enough that the
-tiny tokenizer's pieces split into at least 3 segments, so segmentation and batching are part of
-what must agree (before they were owned by one object, the pyfunc and diagnose did not segment).
+saved model), `indextts-dist infer --codes-only`, `indextts-dist generate`,
+`indextts-dist diagnose --json` and `indextts-dist evaluate --json`, the commands as subprocesses.
+The text is long enough that the tiny tokenizer's pieces split into at least 3 segments, so
+segmentation and batching are part of what must agree (before they were owned by one object, the
+pyfunc and diagnose did not segment).
 
 What "the same codes" means for `generate`: it has no package and no adapter by design — it runs a
 base GPT with a conditioning file and a tokenizer. Given the tiny preset's seed-0 base (the
@@ -12,8 +13,8 @@ package's base) and the package's own conditioning and `bpe.model`, it must prod
 codes of the package's model *without its adapter*: the API's `without_adapter()` and diagnose's
 base run. So there are two groups, each identical through its doors:
 
-- adapted: API == pyfunc == infer == diagnose (adapted);
-- base:    API without adapter == generate == diagnose (base);
+- adapted: API == pyfunc == infer == diagnose (adapted) == evaluate (adapted);
+- base:    API without adapter == generate == diagnose (base) == evaluate (base);
 
 and the two groups differ (the adapter is non-zero), so the comparison cannot pass by accident.
 """
@@ -167,3 +168,15 @@ def test_diagnose_json(package: Path, api: dict, tmp_path: Path) -> None:
         assert text["segments"] == len(api["segments"])
         assert text["semantic_codes"] == api[side], side
         assert stats[side]["codes"] == len(api[side])  # the statistics are those of these codes
+
+
+def test_evaluate_json(package: Path, api: dict, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text(LONG_TEXT + "\n")
+    args = ["evaluate", "--model", str(package), "--texts", str(texts), "--json", "--seeds", "1",
+            "--out", str(tmp_path / "ev"), "--resamples", "50", *CLI_DECODING]  # fmt: skip
+    report = json.loads(_cli(args, tmp_path))
+    assert report["seeds"] == [SEED]
+    for side in ("adapted", "base"):
+        (text,) = report["per_text"][side]
+        assert text["semantic_codes"] == api[side], side

@@ -20,8 +20,11 @@ from safetensors.torch import load_file
 from train_support import FAST, REPO, STEP, adapter_digests, free_port, launch, make_data, step_losses
 
 from indextts_dist.dataset import load_manifest
+from indextts_dist.errors import InputError
 from indextts_dist.inference.loaded import load_package
 from indextts_dist.tracking import LocalMlflowServer
+from indextts_dist.train.checkpoints import read_state
+from indextts_dist.train.resume_check import ResumeMismatch, check_resumable
 from indextts_dist.train.stream import PlanStream
 
 pytestmark = pytest.mark.slow
@@ -293,3 +296,77 @@ def test_the_second_stage_style_is_the_mean_over_all_accepted_clips(tmp_path):
     first_ten = stage.speaker_embeddings([audio / s for s in sources[:10]]).style
     assert torch.allclose(packaged["style"], every, atol=1e-6)
     assert not torch.allclose(packaged["style"], first_ten, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def per_clip_full_run(data, tmp_path_factory, mlflow_server) -> tuple[Path, str, list[str]]:
+    """The "v1" experiment's base: full fine-tuning against each clip's own conditioning, 2 DeepSpeed
+    ranks, registered."""
+    out = tmp_path_factory.mktemp("per-clip-full")
+    registry = ["--mlflow-uri", mlflow_server.uri, "--register-name", "speaker-v1", "--alias", "candidate"]
+    args = ["--data", str(data), "--out", str(out), "--epochs", "2", "--conditioning", "per-clip",
+            "--method", "full", *FAST, *registry]  # fmt: skip
+    res = launch(args)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return out, res.stderr, args
+
+
+def test_per_clip_full_fine_tuning_trains_every_weight_on_synced_ranks(per_clip_full_run, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    out, log, _ = per_clip_full_run
+    assert "engine DEEPSPEED, 2 process(es)" in log and "(full) parameters, per-clip conditioning" in log
+    digests = adapter_digests(log)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    package = load_package(out / "model")
+    assert (package.manifest["method"], package.manifest["conditioning_kind"]) == ("full", "per-clip")
+    assert package.manifest["lora"] is None and "lora" not in package.manifest["params"]
+    weights = load_file(str(out / "model" / "adapter" / "gpt_weights.safetensors"))
+    base = package.without_adapter().model.state_dict()
+    assert set(weights) == set(base)  # the whole GPT, every weight moved by training
+    assert all(not torch.equal(weights[k], base[k]) for k in weights if k.startswith("gpt.h."))
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(client.get_model_version_by_alias("speaker-v1", "candidate").run_id)
+    assert (run.data.params["method"], run.data.params["conditioning"]) == ("full", "per-clip")
+
+
+def test_per_clip_run_resumes_from_an_epoch_checkpoint_with_the_same_losses(per_clip_full_run, tmp_path):
+    """Full fine-tuning's optimizer state (every weight's AdamW moments) survives a resume."""
+    import shutil
+
+    out, log, args = per_clip_full_run
+    reference = step_losses(log)
+    first_epoch = min(p for p in (out / "checkpoints").glob("step-*"))
+    resumed_out = tmp_path / "resumed"
+    shutil.copytree(first_epoch, resumed_out / "checkpoints" / first_epoch.name)
+    args = [a if a != str(out) else str(resumed_out) for a in args][: args.index("--mlflow-uri")]
+    res = launch([*args, "--resume"])
+    assert res.returncode == 0, res.stderr[-4000:]
+    resumed = step_losses(res.stderr)
+    step = int(first_epoch.name.split("-")[1])
+    assert resumed and min(resumed) == step + 1 and max(resumed) == max(reference)
+    for k, loss in resumed.items():
+        assert abs(loss - reference[k]) <= 1e-5, (k, loss, reference[k])
+    layout = read_state(first_epoch).layout
+    with pytest.raises(ResumeMismatch, match="--conditioning per-clip -> global, --method full -> lora"):
+        check_resumable(first_epoch, layout, {**layout, "conditioning": "global", "method": "lora"})
+    older = {k: v for k, v in layout.items() if k not in ("conditioning", "method")}
+    check_resumable(first_epoch, older, {**layout, "conditioning": "global", "method": "lora"})  # defaults
+
+
+def test_a_per_clip_model_generates_with_a_named_reference_clip(per_clip_full_run, mlflow_server, tmp_path):
+    exe = Path(sys.executable).parent / "indextts-dist"
+    clip = next((per_clip_full_run[0] / "model" / "reference").iterdir())  # a clip of the speaker
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server.uri, OMP_NUM_THREADS="1")
+    base = [str(exe), "evaluate", "--model", "models:/speaker-v1@candidate", "--seeds", "1",
+            "--max-codes", "20", "--out", str(tmp_path / "ev"), "--json", "--device", "cpu",
+            "--resamples", "50"]  # fmt: skip
+    with pytest.raises(InputError, match="--reference-clip FILE"):  # no meaningful own conditioning
+        load_package(per_clip_full_run[0] / "model").with_reference_clip(None)
+    res = subprocess.run([*base, "--reference-clip", str(clip)], capture_output=True, text=True, env=env,
+                         timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    assert report["model"]["conditioning"] == "per-clip" and report["model"]["method"] == "full"
+    assert report["model"]["reference_clip"] == str(clip)
+    assert report["code"]["codes_per_text_token"]["adapted"] > 0

@@ -10,6 +10,8 @@ pauses).
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AH",
     "ER",
@@ -23,6 +25,7 @@ __all__ = [
     "UH",
     "UM",
     "pause_marker",
+    "strip_markers",
 ]
 
 PAUSE, LONG = "[PAUSE]", "[LONG]"
@@ -47,3 +50,12 @@ def pause_marker(
     if duration_s >= pause_s:
         return PAUSE
     return None
+
+
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in PATTERN_MARKERS), re.IGNORECASE)
+
+
+def strip_markers(text: str) -> str:
+    """The text without its markers, spaces collapsed: the plain text a held-out evaluation text
+    is, so "per 100 text tokens" counts the same tokens on the data's side and the model's."""
+    return " ".join(_MARKER_RE.sub(" ", text).split())

@@ -145,12 +145,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {r.text!r}\n    -> {r.normalized!r}: {r.codes.numel()} codes, latents {shape}")
             summary.append({"json": str(path), "text": r.text, "codes": int(r.codes.numel())})
         diagnosis = _diagnose(tts, name, server.uri, out, args.seed)
+        evaluation = _evaluate(tts, name, server.uri, out, args.seed)
     report = {
         "label": TINY_LABEL,
         "data": str(data),
         "run": str(run_dir),
         "outputs": summary,
         "diagnose": diagnosis,
+        "evaluate": evaluation,
     }
     atomic_write_text(out / "summary.json", json.dumps(report, indent=1))
     step("done (MLflow server stopped)")
@@ -177,3 +179,25 @@ def _diagnose(tts: LoadedModel, name: str, uri: str, out: Path, seed: int) -> di
     print(format_table(report))
     atomic_write_text(out / "diagnose.json", json.dumps(report, indent=1))
     return {"json": str(out / "diagnose.json")}
+
+
+def _evaluate(tts: LoadedModel, name: str, uri: str, out: Path, seed: int) -> dict:
+    """Held-out plain texts, adapted vs base vs the training data, logged as an MLflow evaluation
+    run: the tiny preset's random-weight numbers (the machinery, not pattern transfer)."""
+    from ..evaluate.evaluation import REPORT_JSON, REPORT_MD, EvaluateOptions, evaluate_model
+    from ..evaluate.report import format_markdown
+    from ..tracking.evaluation_run import log_evaluation, model_reference
+
+    step("7. evaluate (the tiny preset's RANDOM-weight numbers: they test the instrument, not transfer)")
+    alias = f"models:/{name}@candidate"
+    opts = EvaluateOptions(
+        out=out / "evaluation", decoding=DecodingConfig(seed=seed, max_new_tokens=200), seeds=2, uri=alias
+    )
+    report = evaluate_model(tts, opts)
+    run_id = log_evaluation(
+        report, [opts.out / REPORT_JSON, opts.out / REPORT_MD], tracking_uri=uri,
+        reference=model_reference(alias, uri),
+    )  # fmt: skip
+    print(format_markdown(report))
+    files = {"json": str(opts.out / REPORT_JSON), "markdown": str(opts.out / REPORT_MD)}
+    return {**files, "mlflow_run_id": run_id}

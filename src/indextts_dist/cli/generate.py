@@ -27,6 +27,16 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", help=f"{' | '.join(DTYPES)} (default: float32)")
 
 
+def add_reference_clip_arg(p: argparse.ArgumentParser) -> None:
+    """`--reference-clip`, shared by the commands that run a package (infer, evaluate)."""
+    p.add_argument(
+        "--reference-clip",
+        type=Path,
+        help="generate with this clip's own conditioning (required by a model trained with "
+        "--conditioning per-clip, the guide's old way; default: the package's global conditioning)",
+    )
+
+
 def placement_from_args(args: argparse.Namespace) -> Placement:
     return resolve_placement(args.device, args.dtype)
 
@@ -55,7 +65,7 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate semantic codes for texts from local files")
-    p.add_argument("--preset", choices=["tiny", "official-v2"], default="tiny",
+    p.add_argument("--preset", choices=["tiny", "mini", "official-v2"], default="tiny",
                    help="tiny: seeded random weights; official-v2: --weights and --bpe")  # fmt: skip
     p.add_argument("--weights", help="gpt.pth / .safetensors (required for official-v2)")
     p.add_argument("--bpe", help="SentencePiece model (official bpe.model); default for tiny: the tiny BPE")

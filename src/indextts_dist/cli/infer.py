@@ -9,6 +9,7 @@ from ..inference.segment import MAX_SEGMENT_TOKENS
 from .generate import (
     add_decoding_args,
     add_placement_args,
+    add_reference_clip_arg,
     decoding_from_args,
     placement_from_args,
     read_texts,
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=8, help="segments decoded together (every door's default: 8)"
     )
     p.add_argument("--codes-only", action="store_true", help="skip the second stage (no wav)")
+    add_reference_clip_arg(p)
     add_decoding_args(p)
     add_placement_args(p)
     p.set_defaults(func=run)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     tts = LoadedModel.load(
         args.model, tracking_uri=args.mlflow_uri, cache_dir=args.cache_dir, weights_dir=args.weights_dir,
         segment_tokens=args.segment_tokens, device=str(placement.device), dtype=placement.dtype_name,
-    )  # fmt: skip
+    ).with_reference_clip(args.reference_clip)  # fmt: skip
     decoding = decoding_from_args(args)
     results = tts(texts, decoding, batch_size=args.batch_size)
     renderer = None if args.codes_only else tts.renderer  # no second stage: one line, nothing written

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UserError
-from . import demo, diagnose, generate, infer, preprocess, register, serve, train, verify
+from . import demo, diagnose, evaluate, generate, infer, preprocess, register, serve, train, verify
 
 USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
 """The project's own error types (`errors.UserError` and its subclasses): printed as one line with
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         "conditioning, distributed.",
     )
     sub = parser.add_subparsers(dest="command", required=True, help="the job to run (each has --help)")
-    for command in (demo, diagnose, generate, infer, preprocess, register, serve, train, verify):
+    for command in (demo, diagnose, evaluate, generate, infer, preprocess, register, serve, train, verify):
         command.add_parser(sub)
     return parser
 

@@ -87,6 +87,9 @@ CODEC_PRESETS: dict[str, CodecConfig] = {
     "tiny-v2.5": CodecConfig(
         codebook_size=64, vocos_dim=32, vocos_intermediate_dim=64, vocos_num_layers=2, downsample_scale=2
     ),
+    # The mini GPT preset's codebook: 1024 codes, so that the official decoding's repetition penalty
+    # does not run out of codes within a sentence (a 64-code vocabulary does after ~40 codes).
+    "mini": CodecConfig(codebook_size=1024, vocos_dim=32, vocos_intermediate_dim=64, vocos_num_layers=2),
 }
 
 

@@ -36,8 +36,8 @@ TINY_CODEC_LABEL = (
     "tiny codec preset: seeded RANDOM weights, for tests and demos only; its codes mean nothing"
 )
 
-TINY_CODEC_PRESETS = ("tiny", "tiny-v2.5")
-"""Codec presets drawn from a seed unless a weights file is given."""
+TINY_CODEC_PRESETS = ("tiny", "tiny-v2.5", "mini")
+"""Codec presets drawn from a seed unless a weights file is given (`mini`: 1024 random codes)."""
 
 
 def new_codec(cfg: CodecConfig) -> RepCodec:

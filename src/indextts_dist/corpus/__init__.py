@@ -1,5 +1,5 @@
-"""Synthetic test corpora with known speaking patterns (espeak-ng; flite and festival in `synth`),
-and the bad-input zoo.
+"""Synthetic test corpora with known speaking patterns (espeak-ng; flite and festival in `synth`;
+fluent and hesitant speakers in `speakers`), and the bad-input zoo.
 
 The public names are `espeak.__all__` and `synth.__all__`, imported lazily on first use, so that
 ``python -m indextts_dist.corpus.espeak`` runs that module only once.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = (".espeak", ".synth")
+_MODULES = (".espeak", ".synth", ".speakers")
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..conditioning import GlobalConditioning, check_base
-from ..model import GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
+from ..model import RANDOM_PRESETS, GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
 from ..tracking.package import PackageError
 from ..weights_layout import WeightsLayout
 
@@ -57,10 +57,14 @@ def weights_dir_or_env(weights_dir: str | Path | None) -> Path | None:
 
 
 def weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | None:
-    """The official `gpt.pth` in `weights_dir` (default `$INDEXTTS_WEIGHTS_DIR`); None for tiny."""
+    """The official `gpt.pth` in `weights_dir` (default `$INDEXTTS_WEIGHTS_DIR`); None for tiny.
+    The mini preset takes its pretrained base from `weights_dir/gpt.pth` when a folder is given
+    (`benchmarks/pattern_transfer.py` exports one), else its seeded random weights."""
     if preset_name == "tiny":
         return None
     folder = weights_dir_or_env(weights_dir)
+    if preset_name in RANDOM_PRESETS and folder is None:
+        return None
     if folder is None:
         raise PackageError(
             f"preset {preset_name!r} needs the official weights: pass weights_dir or set {WEIGHTS_DIR_ENV}"

@@ -55,13 +55,16 @@ def diagnose(
     # Blocking: the package would not load (or not as trained). Findings: it loads, but is weak.
     blocking = _file_problems(root, manifest)
     findings: list[str] = []
-    try:
-        norms = adapter_norms(PackageFiles(root).adapter)
-        adapter: dict[str, Any] = norms.to_dict()
-        findings += norms.problems()
-    except AdapterError as exc:
-        adapter = {"error": str(exc)}
-        blocking.append(str(exc))
+    if manifest.get("method", "lora") == "full":  # no adapter: every GPT weight was fine-tuned
+        adapter: dict[str, Any] = {"error": "none (full fine-tuning: the package holds the whole GPT)"}
+    else:
+        try:
+            norms = adapter_norms(PackageFiles(root).adapter)
+            adapter = norms.to_dict()
+            findings += norms.problems()
+        except AdapterError as exc:
+            adapter = {"error": str(exc)}
+            blocking.append(str(exc))
     conditioning = check_conditioning(root, manifest)
     dataset = check_dataset(manifest)
     blocking += conditioning["problems"]

@@ -27,13 +27,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from ..conditioning import GlobalConditioning, load_conditioning
 from ..errors import InputError, MissingFileError
 from ..generate import DecodingConfig, generate_codes
 from ..generate.text_to_codes import check_tokenizer_fits, conditioning_prefix
 from ..lora import load_merged
-from ..model import TINY_LABEL, GPTConfig, UnifiedVoice
+from ..model import (
+    RANDOM_PRESETS,
+    TINY_LABEL,
+    CheckpointError,
+    GPTConfig,
+    UnifiedVoice,
+    preset_label,
+    strict_load,
+)
 from ..placement import Placement, placement_of, resolve_placement, to_host
 from ..text import TextTokenizer, tiny_tokenizer
 from ..tracking.package import PackageError, PackageFiles, verify_package
@@ -83,6 +92,8 @@ class LoadedModel:
         self.weights_dir = weights_dir
         self.segment_tokens = min(segment_tokens, model.cfg.max_text_tokens)
         self._renderer: SpeechRenderer | None = None
+        self.reference_clip: Path | None = None
+        """The clip whose conditioning this model generates with (None: the package's own)."""
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -120,12 +131,42 @@ class LoadedModel:
         if self.base is None:
             raise ValueError("this model records no base to rebuild (built by hand, without a BaseSpec)")
         base = self.placement.module(self.base.build())
-        return LoadedModel(
+        out = LoadedModel(
             base, self.tokenizer, self.conditioning, self.base, package=self.package, manifest=self.manifest,
             adapted=False, weights_dir=self.weights_dir, segment_tokens=self.segment_tokens,
         )  # fmt: skip
+        out.reference_clip = self.reference_clip
+        return out
+
+    def with_reference_clip(self, clip: str | Path | None) -> LoadedModel:
+        """The same model generating with the conditioning of `clip` (the way a per-clip model is
+        used, `inference.clip_conditioning`); None keeps the package's own conditioning, which a
+        per-clip model does not have a meaningful one of: it is refused in one line."""
+        if clip is None:
+            if self.conditioning_kind == "per-clip":
+                raise InputError(
+                    "this model was trained with per-clip conditioning: name the clip whose conditioning "
+                    "it generates with (--reference-clip FILE, the guide's old way)"
+                )
+            return self
+        if self.base is None:
+            raise ValueError("this model records no base to compute a clip's conditioning on")
+        from .clip_conditioning import clip_conditioning
+
+        cond = clip_conditioning(clip, self.base, self.weights_dir)
+        out = LoadedModel(
+            self.model, self.tokenizer, cond, self.base, package=self.package, manifest=self.manifest,
+            adapted=self.adapted, weights_dir=self.weights_dir, segment_tokens=self.segment_tokens,
+        )  # fmt: skip
+        out.reference_clip = Path(clip)
+        return out
 
     # -- what it is -------------------------------------------------------------------------------
+
+    @property
+    def conditioning_kind(self) -> str:
+        """`global` (the recipe) or `per-clip`, as the package records how it was trained."""
+        return str(self.manifest.get("conditioning_kind", "global"))
 
     @property
     def label(self) -> str | None:
@@ -134,7 +175,9 @@ class LoadedModel:
         recorded = self.manifest.get("label")
         if recorded or self.base is None:
             return recorded
-        return TINY_LABEL if self.base.preset == "tiny" and self.base.weights is None else None
+        if self.base.preset == "tiny" and self.base.weights is None:
+            return TINY_LABEL
+        return preset_label(self.base.preset) if self.base.preset == "mini" else None
 
     @property
     def placement(self) -> Placement:
@@ -283,8 +326,12 @@ def load_package(
     if have != want:
         raise PackageError(f"adapter was trained on base {want}, this base is {have}")
     try:
-        model = load_merged(base.build(), files.adapter)
-    except (RuntimeError, ValueError, KeyError) as exc:
+        if manifest.get("method", "lora") == "full":  # the whole fine-tuned GPT, on the base's config
+            model = base.build()
+            strict_load(model, load_file(str(files.full_weights)))
+        else:
+            model = load_merged(base.build(), files.adapter)
+    except (RuntimeError, ValueError, KeyError, CheckpointError) as exc:
         raise PackageError(
             f"{files.adapter}: adapter does not fit the base model ({_first_line(exc)})"
         ) from None
@@ -319,7 +366,7 @@ def load_parts(
     model = base.build()  # first: a missing official checkpoint is the first thing to say
     if tokenizer is not None:
         text = TextTokenizer(tokenizer)
-    elif preset == "tiny":
+    elif preset in RANDOM_PRESETS:
         text = tiny_tokenizer()
     else:
         raise InputError(f"preset {preset!r} needs its tokenizer (bpe.model; generate: --bpe)")

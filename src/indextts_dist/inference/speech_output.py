@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..model import RANDOM_PRESETS, preset
 from ..placement import Placement, host_numpy, resolve_placement
 from ..speech.second_stage import OUTPUT_SAMPLE_RATE, SecondStage, load_speaker_embeddings
 from ..tracking.package import SPEAKER_EMBEDDINGS_FILE, PackageError
@@ -41,8 +42,9 @@ class SpeechRenderer:
             raise PackageError(
                 f"{package_dir}: no {SPEAKER_EMBEDDINGS_FILE} in this package; use --codes-only"
             )
-        if manifest["preset"] == "tiny":
-            self.stage = SecondStage.tiny(int(manifest.get("seed", 0)))
+        if manifest["preset"] in RANDOM_PRESETS:  # seeded random second stage: noise, not speech
+            p = manifest["preset"]
+            self.stage = SecondStage.tiny(int(manifest.get("seed", 0)), preset(p).model_dim, p)
         else:
             if weights_dir is None:
                 raise PackageError("the official second stage needs --weights-dir (or $INDEXTTS_WEIGHTS_DIR)")

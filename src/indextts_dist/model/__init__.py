@@ -12,12 +12,13 @@ from .config import (
     is_random_preset,
     preset,
 )
-from .factory import TINY_LABEL, base_fingerprint, build_model
+from .factory import MINI_LABEL, TINY_LABEL, base_fingerprint, build_model, preset_label
 from .unified_voice import CONDITIONING_MODULES, MelPositions, TeacherForced, UnifiedVoice
 
 __all__ = [
     "CONDITIONING_MODULES",
     "LANGUAGE_ROWS",
+    "MINI_LABEL",
     "PRESETS",
     "RANDOM_PRESETS",
     "STYLE_DIM",
@@ -35,5 +36,6 @@ __all__ = [
     "load_gpt_checkpoint",
     "load_state_dict_file",
     "preset",
+    "preset_label",
     "strict_load",
 ]

@@ -233,6 +233,32 @@ def _tiny(**overrides: Any) -> GPTConfig:
     return GPTConfig(**values)
 
 
+def _mini() -> GPTConfig:
+    """The mini preset: the same code at a size that LEARNS on 2 CPU cores (4 layers × 256), with
+    the tiny BPE, the tiny random w2v-BERT and a 1024-code random codec (`codec_preset("mini")`):
+    large enough that the official repetition penalty over every code already said does not exhaust
+    the vocabulary within a sentence. Its weights start random; a mini base is pretrained here on
+    synthetic speech (`train --method full`). Not IndexTTS2 quality (`model.MINI_LABEL`)."""
+    return GPTConfig(
+        model_dim=256,
+        max_mel_tokens=800,
+        max_text_tokens=120,
+        heads=4,
+        layers=4,
+        number_text_tokens=256,
+        number_mel_codes=1026,
+        start_mel_token=1024,
+        stop_mel_token=1025,
+        checkpointing=False,
+        condition_module=ConditionModuleConfig(
+            output_size=64, linear_units=128, attention_heads=4, num_blocks=2, perceiver_mult=2
+        ),
+        emo_condition_module=ConditionModuleConfig(
+            output_size=32, linear_units=64, attention_heads=2, num_blocks=1, perceiver_mult=2
+        ),
+    )
+
+
 V25_TEXT_TOKENS = 60509
 """2.5's `number_text_tokens`: the tiktoken vocabulary's 58,836 ranks + 1,673 specials (cfg:9)."""
 
@@ -244,20 +270,23 @@ PRESETS: dict[str, GPTConfig] = {
     # The tiny sizes in the 2.5 layout. The text table keeps the full 2.5 vocabulary so the real
     # tiktoken front end's ids (up to 60,508) fit; everything else is as small as `tiny`.
     "tiny-v2.5": _tiny(number_text_tokens=V25_TEXT_TOKENS, spk_cond_mode="campplus"),
+    "mini": _mini(),
 }
 
 
-RANDOM_PRESETS = ("tiny", "tiny-v2.5")
-"""Presets built from a seed (random weights, for tests and demos) rather than loaded from a file."""
+RANDOM_PRESETS: tuple[str, ...] = ("tiny", "tiny-v2.5", "mini")
+"""Presets whose base is drawn from a seed (unless a weights file is given), with seeded random
+w2v-BERT and codec too (the v2 ones a tiny BPE trained on the fly; tiny-v2.5 the real tiktoken file
+shipped with the references): no weights file is needed to run them."""
 
 
 def is_random_preset(name: str) -> bool:
-    """True for the tiny presets, whose weights are drawn from a seed unless a file is given."""
+    """True for the tiny and mini presets, whose weights are drawn from a seed unless a file is given."""
     return name in RANDOM_PRESETS
 
 
 def preset(name: str) -> GPTConfig:
-    """Return a named preset (`official-v2`, `tiny`, `official-v2.5` or `tiny-v2.5`)."""
+    """Return a named preset (`official-v2`, `tiny`, `mini`, `official-v2.5` or `tiny-v2.5`)."""
     try:
         return PRESETS[name]
     except KeyError:

@@ -11,9 +11,15 @@ from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerp
 from .config import GPTConfig, is_random_preset, preset
 from .unified_voice import UnifiedVoice
 
-__all__ = ["TINY_LABEL", "base_fingerprint", "build_model"]
+__all__ = ["MINI_LABEL", "TINY_LABEL", "base_fingerprint", "build_model", "preset_label"]
 
 TINY_LABEL = "tiny preset: seeded RANDOM weights, for tests and demos only; its output is not speech"
+MINI_LABEL = "mini preset: trained here on synthetic speech, not IndexTTS2 quality"
+
+
+def preset_label(preset_name: str) -> str | None:
+    """The note every output of a preset's model carries (None for the official weights)."""
+    return {"tiny": TINY_LABEL, "tiny-v2.5": TINY_LABEL, "mini": MINI_LABEL}.get(preset_name)
 
 
 def build_model(

@@ -4,6 +4,12 @@ Beside the GPT's conditioning latents each clip gets its second-stage CAMPPlus s
 stage is loaded): both are summed into the same conditioning sums, so the speaker's mean style is
 computed here, once, and training never re-reads the audio.
 
+Pauses are measured on the audio for every clip (the VAD of the transcriber), whether its text came
+from ASR or from a transcript CSV: the codes inside them are what the dataset's pause codes are made
+of. The clip's counts for `evaluate` (its plain-text token count; with ASR, the transcript's counts
+from `evaluate.audio_measures`) go into its record, and its own conditioning (and style) into its
+sample, for per-clip training and for the data's speaker similarity.
+
 Every failure a user's data can cause raises `ClipRejected` with a short reason code and a one-line
 message; the caller records it in `rejects.jsonl` and moves on.
 """
@@ -23,13 +29,15 @@ import numpy as np
 import torch
 
 from ..audio import ClipRejected, PreparedClip, prepare_clip
-from ..pattern_markers import PAUSE_S
+from ..evaluate.audio_measures import transcript_measures
+from ..pattern_markers import PAUSE_S, strip_markers
+from ..transcribe.transcriber import speech_segments
 from .components import Components
 from .listing import ListedClip
+from .options import ASR_PACK_GROUP, PreprocessOptions
 
 if TYPE_CHECKING:
     from ..transcribe import Transcript
-from .options import ASR_PACK_GROUP, PreprocessOptions
 
 __all__ = [
     "MARKER_RE",
@@ -61,7 +69,7 @@ def pause_code_counts(
     `code_rate` is the codec's codes per second (`CodecConfig.code_rate`: 50 in v2, 25 in 2.5).
 
     `diagnose` compares generated code streams against these: the share of generated codes that are
-    "pause codes" tells whether the adapter learned the speaker's pausing. Empty without ASR timing.
+    "pause codes" tells whether the adapter learned the speaker's pausing. Empty without speech.
     """
     counts: Counter[str] = Counter()
     for (_, end), (start, _) in pairwise(speech):
@@ -95,6 +103,13 @@ class ProcessedClip:
     emo_vec: torch.Tensor
     style: torch.Tensor | None = None
     """The clip's CAMPPlus style [S] (float64), None without a second stage."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The clip's own conditioning (and style) as the sample's float32 arrays."""
+        out = {"cond_latents": self.spk_latents.float().numpy(), "emo_vec": self.emo_vec.float().numpy()}
+        if self.style is not None:
+            out["style"] = self.style.float().numpy()
+        return out
 
 
 def _decode(listed: ListedClip, opts: PreprocessOptions, timer: StageTimer) -> PreparedClip:
@@ -140,7 +155,7 @@ def process_clip(
     """``transcribed``: the clip already decoded and transcribed (``packed_transcripts``)."""
     timer = timer or StageTimer()
     clip = transcribed[0] if transcribed is not None else _decode(listed, opts, timer)
-    speech: list[tuple[float, float]] = []
+    audio_counts = None
     if override is None:
         if transcribed is not None:
             transcript = transcribed[1]
@@ -148,8 +163,11 @@ def process_clip(
             with timer.stage("asr"):
                 transcript = comps.transcriber_for(opts.language).transcribe(clip.samples)
         raw_text, speech = transcript.text, transcript.speech
+        audio_counts = transcript_measures(transcript)
     else:
         raw_text = override
+        with timer.stage("vad"):  # the pauses are in the audio whoever wrote the text
+            speech = speech_segments(clip.samples)
     text = " ".join(raw_text.split())
     if not text:
         raise ClipRejected(listed.relative, "empty_transcript", "the transcript is empty (no speech found)")
@@ -194,7 +212,10 @@ def process_clip(
         "unk_share": round(unk_share, 4),
         "markers": dict(count_markers(text)),
         "pause_codes": pause_code_counts(codes.tolist(), speech, comps.codec.cfg.code_rate),
+        "plain_text_len": len(comps.tokenizer.encode(strip_markers(text))),
     }
+    if audio_counts is not None:
+        meta["audio_measures"] = audio_counts
     return ProcessedClip(
         meta["id"],
         np.asarray(ids, dtype=np.int32),

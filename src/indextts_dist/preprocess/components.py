@@ -22,7 +22,8 @@ import torch
 from ..codec import RepCodec, build_codec, codec_fingerprint, load_codec
 from ..errors import InputError
 from ..features import SemanticFeatures
-from ..model import UnifiedVoice, base_fingerprint, build_model, file_sha256
+from ..model import RANDOM_PRESETS, UnifiedVoice, base_fingerprint, build_model, file_sha256
+from ..model import preset as gpt_preset
 from ..model.checkpoint import state_dict_fingerprint
 from ..speech.s2mel_config import s2mel_preset
 from ..speech.second_stage import SecondStage
@@ -78,8 +79,8 @@ class Components:
 
 
 def _second_stage(preset: str, weights_dir: Path | None, seed: int) -> SecondStage | None:
-    if preset == "tiny":
-        return SecondStage.tiny(seed)
+    if preset in RANDOM_PRESETS:
+        return SecondStage.tiny(seed, gpt_preset(preset).model_dim, preset)
     try:
         return SecondStage.official(weights_dir)
     except FileNotFoundError as exc:
@@ -91,12 +92,13 @@ def _second_stage(preset: str, weights_dir: Path | None, seed: int) -> SecondSta
 def load_components(
     preset: str, weights_dir: Path | None, whisper_model: str | None, seed: int = 0
 ) -> Components:
-    if preset == "tiny":
-        gpt = build_model("tiny", seed=seed)
-        codec = build_codec("tiny", seed=seed)
+    if preset in RANDOM_PRESETS:  # seeded random parts; mini may bring a pretrained base GPT
+        weights = WeightsLayout(Path(weights_dir)).gpt if preset == "mini" and weights_dir else None
+        gpt = build_model(preset, weights, seed=seed)
+        codec = build_codec(preset, seed=seed)
         comps = Components(preset, tiny_tokenizer(), SemanticFeatures.tiny(seed), codec, gpt)
         comps.fingerprints = {
-            "gpt": base_fingerprint("tiny", seed=seed),
+            "gpt": base_fingerprint(preset, weights, seed=seed),
             "codec": codec_fingerprint(codec),
         }
     else:
@@ -135,7 +137,7 @@ def load_components(
 
 def asr_warning(preset: str, whisper_model: str | None) -> str | None:
     """The one-line warning for real weights transcribed by the bundled tiny.en, else None."""
-    if preset == "tiny" or whisper_model is not None:
+    if preset in RANDOM_PRESETS or whisper_model is not None:
         return None
     return (
         "[preprocess] warning: ASR uses the bundled Whisper tiny.en (English only, error-prone); "

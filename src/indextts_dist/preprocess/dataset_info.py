@@ -4,6 +4,10 @@
 `rejects.jsonl` (one line per rejected clip) and `transcripts_verbatim.csv` (the transcripts, in the
 same `file,text` format `--transcripts` reads, so a user can correct and re-run).
 
+`dataset_info.json` also records the training data measured by `evaluate`'s instrument
+(`evaluation`: rank 0 reads the codes and styles back from the shards, see
+`evaluate.data_measures`), and the dataset's pause codes chosen from the measured silences.
+
 `dataset_info.json` names every file a trainer needs inside the folder (shards, conditioning,
 speaker embeddings, the reference clip's copy), so the folder can move without its audio.
 """
@@ -15,12 +19,20 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ..dataset import CONDITIONING_FILE, DATASET_VERSION, INFO_FILE, REJECTS_FILE, TRANSCRIPTS_FILE
+from ..dataset import (
+    CONDITIONING_FILE,
+    DATASET_VERSION,
+    INFO_FILE,
+    REJECTS_FILE,
+    TRANSCRIPTS_FILE,
+    iter_tar_samples,
+)
+from ..evaluate.data_measures import ClipRecord, choose_pause_codes, dataset_evaluation
 from ..utils.atomic import atomic_write_text
 from .shards import UnitResult
 from .transcripts import transcripts_csv
 
-__all__ = ["DATASET_VERSION", "reference_clips", "validation_split", "write_summary_files"]
+__all__ = ["DATASET_VERSION", "clip_records", "reference_clips", "validation_split", "write_summary_files"]
 
 
 def validation_split(keys: list[str], fraction: float, seed: int) -> list[str]:
@@ -38,6 +50,17 @@ def reference_clips(samples: list[dict], count: int = 3) -> list[str]:
     return [s["source"] for s in sorted(samples, key=lambda s: (-s["duration_s"], s["source"]))[:count]]
 
 
+def clip_records(out: Path, units: list[UnitResult]) -> list[ClipRecord]:
+    """Every accepted clip's record with its codes and style, read back from the shards."""
+    records = []
+    for unit in sorted((u for u in units if u.tar), key=lambda u: u.tar or ""):
+        metas = {m["id"]: m for m in unit.samples}
+        for sample in iter_tar_samples(out / str(unit.tar)):
+            style = sample.get("style.npy")
+            records.append(ClipRecord(metas[sample["__key__"]], sample["codes.npy"].tolist(), style))
+    return records
+
+
 def write_summary_files(
     out: Path,
     units: list[UnitResult],
@@ -49,9 +72,11 @@ def write_summary_files(
     audio_dir: Path,
     speaker_embeddings: str | None = None,
     reference_files: list[str] | None = None,
+    asr: dict | None = None,
 ) -> dict:
     """`speaker_embeddings`: the file's name in `out`, None when preprocess computed none;
-    `reference_files`: the copies of the reference clip in `out` (relative paths)."""
+    `reference_files`: the copies of the reference clip in `out` (relative paths); `asr`: the
+    transcriber's settings (`whisper_model`, `language`), recorded for `evaluate` to use the same."""
     samples = [s for u in units for s in u.samples]
     rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
     if len(samples) + len(rejects) != total_inputs:
@@ -59,10 +84,12 @@ def write_summary_files(
             f"bookkeeping error: {len(samples)} accepted + {len(rejects)} rejected != {total_inputs} inputs"
         )
     markers: Counter[str] = Counter()
-    pause_codes: Counter[str] = Counter()
+    in_pauses: Counter[str] = Counter()
     for s in samples:
         markers.update(s["markers"])
-        pause_codes.update(s.get("pause_codes", {}))
+        in_pauses.update(s.get("pause_codes", {}))
+    records = clip_records(out, units)
+    pause_codes = choose_pause_codes(in_pauses, Counter(c for r in records for c in r.codes))
     words = sum(len(s["text"].split()) for s in samples)
     unk_pieces = sum(s["unk_share"] * s["text_len"] for s in samples)
     text_pieces = sum(s["text_len"] for s in samples)
@@ -86,9 +113,14 @@ def write_summary_files(
             "clips_with_markers": sum(1 for s in samples if s["markers"]),
             "per_100_words": {m: round(100 * c / max(words, 1), 3) for m, c in sorted(markers.items())},
             "words": words,
-            # Codes inside measured pauses (ASR clips), most frequent first: what pauses sound like
-            # to the GPT. `diagnose` measures how often generated codes fall in this set.
-            "pause_codes": dict(pause_codes.most_common(32)),
+            # Codes that make up the measured pauses (every clip, VAD on the audio), with their
+            # counts inside pauses, most frequent first: what pauses sound like to the GPT.
+            # `diagnose` and `evaluate` measure generated codes against this set.
+            "pause_codes": pause_codes,
+        },
+        "evaluation": {
+            **dataset_evaluation(records, {int(c) for c in pause_codes}),
+            "asr": dict(asr or {}),
         },
         "tokenizer_coverage": {
             "unk_share_total": round(unk_pieces / max(text_pieces, 1), 6),

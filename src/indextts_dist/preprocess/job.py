@@ -179,8 +179,9 @@ def _finish(
     rejects)."""
     summary = (opts.out, units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed,
                opts.audio_dir)  # fmt: skip
+    asr = {"whisper_model": opts.whisper_model, "language": opts.language}
     if total.count == 0:
-        write_summary_files(*summary)
+        write_summary_files(*summary, asr=asr)
         raise InputError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
     metadata = {
         "preset": opts.preset,
@@ -195,7 +196,7 @@ def _finish(
     speaker = write_speaker_embeddings(
         opts.out, comps.second_stage, total, cond, reference, comps.fingerprints["speaker_style"]
     )
-    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)])
+    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)], asr=asr)
 
 
 def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict | None:

@@ -25,11 +25,13 @@ class PreprocessOptions:
     """Output folder: shards, rejects.jsonl, dataset_info.json, global_conditioning.safetensors."""
     transcripts: Path | None = None
     """CSV `file,text` whose rows override ASR for those files."""
-    preset: Literal["tiny", "official-v2"] = "tiny"
-    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `--weights-dir`)."""
+    preset: Literal["tiny", "mini", "official-v2"] = "tiny"
+    """`tiny` (random weights, tests/demo), `mini` (the size that learns on CPUs; trained here on
+    synthetic speech, not IndexTTS2 quality) or `official-v2` (real weights from `--weights-dir`)."""
     weights_dir: Path | None = None
     """Official weights folder (see README): gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/,
-    semantic_codec/model.safetensors."""
+    semantic_codec/model.safetensors. For `mini`: a folder with a pretrained mini base as `gpt.pth`
+    (its conditioning encoders compute the conditioning; default: the seeded random base)."""
     whisper_model: str | None = None
     """faster-whisper model name (`large-v3`, `small.en`, ...) or a local CTranslate2 folder; default:
     the bundled tiny.en (English only, small: real data wants a larger model)."""
@@ -72,5 +74,5 @@ class PreprocessOptions:
             )
         if not 0 <= self.val_fraction < 1:
             raise InputError("val_fraction must be in [0, 1)")
-        if self.preset != "tiny" and self.weights_dir is None:
+        if self.preset == "official-v2" and self.weights_dir is None:
             raise InputError(f"preset {self.preset!r} needs --weights-dir")

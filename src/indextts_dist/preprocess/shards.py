@@ -45,7 +45,7 @@ class UnitResult:
 
 
 def _write_tar(tar_path: Path, samples: list[ProcessedClip]) -> None:
-    write_tar(tar_path, ((s.key, s.text_ids, s.codes, s.meta) for s in samples))
+    write_tar(tar_path, ((s.key, s.text_ids, s.codes, s.meta, s.arrays()) for s in samples))
 
 
 def write_unit(

@@ -34,9 +34,11 @@ __all__ = [
     "unit_key",
 ]
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 """Bump when processing changes in a way no setting shows: every older unit is then recomputed.
-2: units also sum each clip's second-stage CAMPPlus style (version-1 unit files have no style)."""
+2: units also sum each clip's second-stage CAMPPlus style (version-1 unit files have no style).
+3: samples carry their own conditioning and style arrays, pauses measured from the audio with a
+transcript CSV too, and the evaluation instrument's per-clip counts."""
 
 _FIELD_REASONS = {
     "preset": "preset changed",

@@ -215,14 +215,15 @@ class SecondStage:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def tiny(cls, seed: int = 0) -> SecondStage:
-        """Seeded random weights at the tiny sizes (64-code codec, GPT width 64, tiny S2Mel etc.)."""
-        codec = build_codec("tiny", seed=seed)
+    def tiny(cls, seed: int = 0, gpt_dim: int = TINY_GPT_DIM, codec_preset: str = "tiny") -> SecondStage:
+        """Seeded random weights at the tiny sizes (64-code codec, GPT width 64, tiny S2Mel etc.);
+        the mini preset's is the same with its GPT width (256) and its 1024-code codec."""
+        codec = build_codec(codec_preset, seed=seed)
         features = SemanticFeatures.tiny(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # The tiny S2Mel preset keeps the reference's 1280-wide gpt_layer; our tiny GPT emits 64.
-            s2mel = build_s2mel(replace(s2mel_preset("tiny"), gpt_latent_dim=TINY_GPT_DIM))
+            s2mel = build_s2mel(replace(s2mel_preset("tiny"), gpt_latent_dim=gpt_dim))
             campplus = build_campplus(CAMPPLUS_TINY)
             bigvgan = build_bigvgan(BIGVGAN_TINY)
         return cls(codec, features, s2mel, campplus, bigvgan)

@@ -1,7 +1,8 @@
 """The registered model's package FORMAT: writing the folder, reading its manifest, verifying it.
 
 ```
-adapter/adapter_config.json, adapter/adapter_model.safetensors   PEFT LoRA adapter
+adapter/adapter_config.json, adapter/adapter_model.safetensors   PEFT LoRA adapter (method "lora"),
+adapter/gpt_weights.safetensors                                  or the whole fine-tuned GPT (method "full")
 global_conditioning.safetensors                                  the ONE conditioning it was trained with
 tokenizer/bpe.model                                              SentencePiece model
 gpt_config.json                                                  the GPT stage's config (official keys)
@@ -11,8 +12,10 @@ manifest.json                                                    what, from whic
 ```
 
 The adapter only makes sense on the base it was trained on, with the conditioning it was trained
-against; the manifest records the base fingerprint and the sha256 of every file, so a mismatch is
-one clear line at load time instead of quietly wrong speech. The folder is built in a temporary
+against; the manifest records how it was trained (`method`: lora | full; `conditioning_kind`:
+global, or per-clip — a per-clip model is used with a reference clip's conditioning), the base
+fingerprint and the sha256 of every file, so a mismatch is one clear line at load time instead of
+quietly wrong speech. The folder is built in a temporary
 sibling and renamed into place: a crash leaves the previous package or none, never half of one.
 
 This module knows files, names and hashes only; it imports no model code. Assembling a runnable
@@ -42,11 +45,14 @@ from ..utils.hashing import file_sha256
 
 __all__ = [
     "ADAPTER_DIR",
+    "CONDITIONING_KINDS",
     "CONFIG_FILE",
     "EDITED",
     "FORMAT",
     "FORMAT_VERSION",
+    "FULL_WEIGHTS_FILE",
     "MANIFEST",
+    "METHODS",
     "MISSING",
     "PYFUNC_MODEL_CONFIG",
     "SPEAKER_EMBEDDINGS_FILE",
@@ -71,6 +77,10 @@ keys are what makes `--device/--dtype` reachable from MLflow. "" = the default d
 
 ADAPTER_DIR = "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+FULL_WEIGHTS_FILE = "gpt_weights.safetensors"
+"""Method "full": the whole fine-tuned GPT state dict, in the adapter folder's place."""
+METHODS = ("lora", "full")
+CONDITIONING_KINDS = ("global", "per-clip")
 TOKENIZER_FILE = "tokenizer/bpe.model"
 CONFIG_FILE = "gpt_config.json"
 SPEAKER_EMBEDDINGS_FILE = "speaker_embeddings.safetensors"
@@ -109,19 +119,26 @@ def package_model(
     speaker_embeddings: str | Path | None = None,
     dataset_info_path: str | Path | None = None,
     label: str | None = None,
+    method: str = "lora",
+    conditioning_kind: str = "global",
 ) -> Path:
     """Validate the inputs, then write the package folder atomically; returns `out_dir`.
 
     `dataset_info_path` only names the dataset in errors (default: `dataset_info.json` beside the
     conditioning, where preprocess writes both). `label` is the note every output of this model
     carries (`model.TINY_LABEL` for the tiny preset's random weights); the caller knows what its
-    preset means, the format only records it."""
+    preset means, the format only records it. `method` "full": `adapter_dir` holds
+    FULL_WEIGHTS_FILE instead of a PEFT adapter."""
     out_dir = Path(out_dir)
     adapter_dir = Path(adapter_dir)
-    for name in ADAPTER_FILES:
+    if method not in METHODS or conditioning_kind not in CONDITIONING_KINDS:
+        raise PackageError(f"unknown training method {method!r} or conditioning kind {conditioning_kind!r}")
+    files = ADAPTER_FILES if method == "lora" else (FULL_WEIGHTS_FILE,)
+    for name in files:
         if not (adapter_dir / name).is_file():
-            raise PackageError(f"{adapter_dir}: not a PEFT adapter folder ({name} missing)")
-    lora = _lora_settings(adapter_dir / "adapter_config.json")
+            what = "PEFT adapter folder" if method == "lora" else "full fine-tuning checkpoint folder"
+            raise PackageError(f"{adapter_dir}: not a {what} ({name} missing)")
+    lora = _lora_settings(adapter_dir / "adapter_config.json") if method == "lora" else None
     # The conditioning module's own reader: a one-line ConditioningError if it does not fit the model.
     conditioning_metadata = load_conditioning(conditioning_path, gpt_config).metadata  # type: ignore[arg-type]
     _check_conditioning_base(conditioning_metadata, base_fingerprint, conditioning_path)
@@ -142,7 +159,7 @@ def package_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         (tmp / ADAPTER_DIR).mkdir()
-        for name in ADAPTER_FILES:
+        for name in files:
             shutil.copyfile(adapter_dir / name, tmp / ADAPTER_DIR / name)
         shutil.copyfile(conditioning_path, tmp / CONDITIONING_FILE)
         (tmp / TOKENIZER_FILE).parent.mkdir()
@@ -161,6 +178,8 @@ def package_model(
             "seed": int(seed),
             "base_fingerprint": base_fingerprint,
             "label": label,
+            "method": method,
+            "conditioning_kind": conditioning_kind,
             "conditioning": {"sha256": file_sha256(conditioning_path), "metadata": conditioning_metadata},
             "tokenizer": tokenizer,
             "lora": lora,
@@ -333,6 +352,10 @@ class PackageFiles:
     @property
     def adapter(self) -> Path:
         return self.root / ADAPTER_DIR
+
+    @property
+    def full_weights(self) -> Path:
+        return self.root / ADAPTER_DIR / FULL_WEIGHTS_FILE
 
     @property
     def conditioning(self) -> Path:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..dataset import DatasetError
+
 __all__ = ["Batch", "collate", "cut_batches", "padded_cost"]
 
 
@@ -47,6 +49,10 @@ class Batch:
     code_lengths: torch.Tensor
     weight: float = 1.0
     """Multiplies the batch's loss: 0.0 for a padding batch that only keeps ranks in step."""
+    cond_latents: torch.Tensor | None = None
+    """Per-clip training: each sample's own speaker latents [B, 32, D] (None: the global prefix)."""
+    emo_vec: torch.Tensor | None = None
+    """Per-clip training: each sample's own emotion vector [B, D]."""
 
     @property
     def real_tokens(self) -> int:
@@ -58,6 +64,9 @@ class Batch:
         return padded_cost(len(self.keys), self.text_ids.size(1), self.codes.size(1), prefix_rows=0)
 
     def to(self, device: torch.device) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
         return Batch(
             self.keys,
             self.text_ids.to(device),
@@ -65,10 +74,19 @@ class Batch:
             self.codes.to(device),
             self.code_lengths.to(device),
             self.weight,
+            move(self.cond_latents),
+            move(self.emo_vec),
         )
 
+    def conditioning(self) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """(latents, emotion vectors) of a per-clip batch, (None, None) for the global prefix."""
+        if self.cond_latents is None or self.emo_vec is None:
+            return None, None
+        return self.cond_latents, self.emo_vec
 
-def collate(samples: list[dict], weight: float = 1.0) -> Batch:
+
+def collate(samples: list[dict], weight: float = 1.0, per_clip: bool = False) -> Batch:
+    """`per_clip`: also stack each sample's own conditioning (`cond_latents.npy`, `emo_vec.npy`)."""
     texts = [torch.as_tensor(s["text_ids.npy"], dtype=torch.long) for s in samples]
     codes = [torch.as_tensor(s["codes.npy"], dtype=torch.long) for s in samples]
     pad = torch.nn.utils.rnn.pad_sequence
@@ -79,4 +97,14 @@ def collate(samples: list[dict], weight: float = 1.0) -> Batch:
         pad(codes, batch_first=True),
         torch.tensor([len(c) for c in codes]),
         weight,
+        _stack(samples, "cond_latents.npy") if per_clip else None,
+        _stack(samples, "emo_vec.npy") if per_clip else None,
     )
+
+
+def _stack(samples: list[dict], name: str) -> torch.Tensor:
+    missing = [s["__key__"] for s in samples if name not in s]
+    if missing:
+        raise DatasetError(f"sample {missing[0]!r} has no {name}: per-clip training needs a dataset "
+                           "preprocessed with per-clip conditioning (re-run preprocess)")  # fmt: skip
+    return torch.stack([torch.as_tensor(s[name], dtype=torch.float32) for s in samples])

@@ -1,4 +1,5 @@
-"""The adapter a checkpoint carries, in PEFT format, from the fp32 master weights.
+"""The adapter a checkpoint carries, in PEFT format, from the fp32 master weights (or, for full
+fine-tuning, the whole GPT's state dict as `FULL_WEIGHTS_FILE`, from the same masters).
 
 Under DeepSpeed with bf16 the module's parameters are bf16 copies; the optimizer holds the fp32
 masters (partitioned over ranks under ZeRO-1/2). Exporting the module's copies would round every
@@ -14,7 +15,10 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
+from safetensors.torch import save_file
 from torch import nn
+
+from ..tracking.package import FULL_WEIGHTS_FILE
 
 __all__ = ["adapter_exporter", "fp32_trainable_state"]
 
@@ -34,12 +38,19 @@ def fp32_trainable_state(accelerator: Accelerator, model: nn.Module) -> dict[str
     return state
 
 
-def adapter_exporter(accelerator: Accelerator, model: nn.Module) -> Callable[[Path], None]:
-    """`export(folder)`: all ranks call it; the main process writes the PEFT adapter folder."""
+def adapter_exporter(
+    accelerator: Accelerator, model: nn.Module, full: bool = False
+) -> Callable[[Path], None]:
+    """`export(folder)`: all ranks call it; the main process writes the PEFT adapter folder, or
+    with `full` the GPT's complete state dict (every weight was trained; buffers are not weights)."""
 
     def export(target: Path) -> None:
         state = fp32_trainable_state(accelerator, model)
-        if accelerator.is_main_process:
+        if accelerator.is_main_process and full:
+            gpt = {k[len("peft.") :]: v for k, v in state.items() if k.startswith("peft.")}
+            target.mkdir(parents=True, exist_ok=True)
+            save_file(gpt, str(target / FULL_WEIGHTS_FILE), metadata={"format": "indextts-dist/full-gpt"})
+        elif accelerator.is_main_process:
             peft_state = {k[len("peft.") :]: v for k, v in state.items() if k.startswith("peft.")}
             accelerator.unwrap_model(model).peft.save_pretrained(
                 str(target), state_dict=peft_state, safe_serialization=True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..conditioning import check_speaker_embeddings, load_conditioning
 from ..dataset import SPEAKER_EMBEDDINGS_FILE, DatasetError, DatasetManifest
-from ..model import TINY_LABEL, preset
+from ..model import RANDOM_PRESETS, preset, preset_label
 from ..text import tiny_model_path
 from ..tracking import MetricsLogger, package_model, register_package
 from ..weights_layout import WeightsLayout
@@ -82,7 +82,7 @@ def _package(
 ) -> Path:
     chosen, selection = choose_checkpoint(result, opts.tracking.select)
     info = trainer.manifest.info
-    tokenizer = tiny_model_path() if opts.preset == "tiny" else WeightsLayout(opts.weights_dir).bpe
+    tokenizer = tiny_model_path() if opts.preset in RANDOM_PRESETS else WeightsLayout(opts.weights_dir).bpe
     path = package_model(
         opts.out / "model",
         adapter_dir=chosen / "adapter",
@@ -92,12 +92,14 @@ def _package(
         preset=opts.preset,
         seed=opts.seed,
         base_fingerprint=result.base_fingerprint,
-        params={**opts.to_params(), "lora": opts.lora.to_dict()},
+        params={**opts.to_params(), **({"lora": opts.lora.to_dict()} if opts.method == "lora" else {})},
         selection=selection,
         reference_clips=clips,
         dataset_info=info,
         speaker_embeddings=speaker,
-        label=TINY_LABEL if opts.preset == "tiny" else None,
+        label=preset_label(opts.preset),
+        method=opts.method,
+        conditioning_kind=opts.conditioning,
     )
     print(f"[train] packaged {chosen.name} ({selection['why']}, val loss {selection['val_loss']}) -> {path}",
           file=sys.stderr)  # fmt: skip

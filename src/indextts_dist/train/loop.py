@@ -49,21 +49,27 @@ __all__ = ["PatternTrainModel", "TrainResult", "Trainer"]
 
 
 class PatternTrainModel(nn.Module):
-    """The step's model: the LoRA-wrapped GPT and its conditioning prefix (34 rows in v2, 3 in 2.5),
-    built once, as a constant buffer."""
+    """The step's model: the GPT (LoRA-wrapped, or bare for full fine-tuning) and its global
+    conditioning prefix (34 rows in v2, 3 in 2.5), built once, as a constant buffer. A per-clip batch
+    brings each sample's own latents and emotion vector instead, and its prefix is built from them by
+    the same `build_prefix`."""
 
     def __init__(self, peft_model: nn.Module, prefix: torch.Tensor, text_weight: float, mel_weight: float):
         super().__init__()
         self.peft = peft_model
+        """The PEFT-wrapped GPT (method lora) or the GPT itself (method full)."""
         self.register_buffer("prefix", prefix.detach().clone(), persistent=False)
         self.text_weight, self.mel_weight = text_weight, mel_weight
 
     @property
     def gpt(self) -> UnifiedVoice:
-        return self.peft.get_base_model()
+        return self.peft if isinstance(self.peft, UnifiedVoice) else self.peft.get_base_model()
 
-    def forward(self, text_ids, text_lengths, codes, code_lengths) -> LossParts:
-        out = self.gpt.forward_packed(self.prefix, text_ids, text_lengths, codes, code_lengths)
+    def forward(
+        self, text_ids, text_lengths, codes, code_lengths, cond_latents=None, emo_vec=None
+    ) -> LossParts:
+        prefix = self.prefix if cond_latents is None else self.gpt.build_prefix(cond_latents, emo_vec)
+        out = self.gpt.forward_packed(prefix, text_ids, text_lengths, codes, code_lengths)
         return pattern_loss(out, text_lengths, code_lengths, self.text_weight, self.mel_weight)
 
     def trainable(self) -> list[nn.Parameter]:
@@ -132,8 +138,11 @@ def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainM
     base = build_model(opts.preset, weights, seed=opts.seed, with_conditioning_encoders=False)
     with torch.no_grad():
         prefix = base.build_prefix(cond.gpt_conditioning, cond.emo_vec)
-    peft_model = apply_lora(base, opts.lora)
-    module = PatternTrainModel(peft_model, prefix, opts.optim.text_weight, opts.optim.mel_weight)
+    if opts.method == "full":
+        trained: nn.Module = base.requires_grad_(True)
+    else:
+        trained = apply_lora(base, opts.lora)
+    module = PatternTrainModel(trained, prefix, opts.optim.text_weight, opts.optim.mel_weight)
     return module, fingerprint
 
 
@@ -201,11 +210,12 @@ class Trainer:
         self.log(
             f"[train] {len(self.train_keys)} train / {n_val} val samples, {self.plan.micro_per_epoch[0]} "
             f"micro-batches x {world} ranks per epoch, {self.plan.total_steps} steps, "
-            f"{sum(p.numel() for p in self.trainable):,} trainable (LoRA) parameters"
+            f"{sum(p.numel() for p in self.trainable):,} trainable ({opts.method}) parameters, "
+            f"{opts.conditioning} conditioning"
         )
         self.ckpt_root = opts.out / "checkpoints"
         self.state = TrainState(layout=run_layout(opts, world, self.manifest))
-        self.export = adapter_exporter(self.accelerator, self.model)
+        self.export = adapter_exporter(self.accelerator, self.model, full=opts.method == "full")
         self.losses: list[float] = []
         self._window: list[torch.Tensor] = []
         self._window_bad = False
@@ -266,7 +276,8 @@ class Trainer:
         acc = self.accelerator
         self._lr = self._set_learning_rate()
         with acc.accumulate(self.model):
-            parts = self.model(batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths)
+            parts = self.model(batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths,
+                               *batch.conditioning())  # fmt: skip
             finite = bool(torch.isfinite(parts.total))
             w = batch.weight if finite else 0.0
             values = (parts.total, parts.text, parts.mel)
@@ -346,6 +357,7 @@ class Trainer:
             self.manifest.train_samples, rank=acc.process_index, world=acc.num_processes,
             epoch=self.state.epoch, seed=self.opts.seed, grad_accum=self.opts.optim.grad_accum,
             max_tokens=self.opts.optim.max_tokens_per_batch, prefix_rows=preset(self.opts.preset).prefix_rows,
+            per_clip=self.opts.conditioning == "per-clip",
         )  # fmt: skip
 
     def batches(self) -> torch.utils.data.DataLoader:

@@ -58,10 +58,12 @@ class TrainOptions:
     """Preprocess output folder (shards, dataset_info.json, global conditioning)."""
     out: Path
     """Run folder: checkpoints and the packaged model."""
-    preset: Literal["tiny", "official-v2"] = "tiny"
-    """`tiny` (random weights, tests/demo) or `official-v2` (real weights from `--weights-dir`)."""
+    preset: Literal["tiny", "mini", "official-v2"] = "tiny"
+    """`tiny` (random weights, tests/demo), `mini` (4 × 256, learns on CPUs; trained here on
+    synthetic speech, not IndexTTS2 quality) or `official-v2` (real weights from `--weights-dir`)."""
     weights_dir: Path | None = None
-    """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`."""
+    """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`; for `mini`, a
+    folder holding a pretrained mini base as `gpt.pth` (default: its seeded random weights)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """The adapter (its own `--lora-*` flags)."""
     optim: OptimSettings = field(default_factory=OptimSettings)
@@ -80,9 +82,16 @@ class TrainOptions:
     """Seed of the tiny preset's weights (as preprocess's `--seed`), adapter initialization and data order."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke runs."""
+    conditioning: Literal["global", "per-clip"] = "global"
+    """global: every sample against the dataset's ONE conditioning (the recipe); per-clip: each
+    sample against its own clip's conditioning (the guide's "v1" way, for comparison; such a model
+    generates with a reference clip's conditioning, `--reference-clip`)."""
+    method: Literal["lora", "full"] = "lora"
+    """lora: train the adapter on the frozen GPT; full: fine-tune every GPT weight (pretraining a
+    small base, the community trainers' way); the package then holds the whole GPT."""
 
     def __post_init__(self) -> None:
-        if self.preset != "tiny" and self.weights_dir is None:
+        if self.preset == "official-v2" and self.weights_dir is None:
             raise InputError(f"preset {self.preset!r} needs --weights-dir")
         if self.optim.epochs < 1 or self.optim.grad_accum < 1:
             raise InputError("epochs and grad_accum must be >= 1")
@@ -91,7 +100,8 @@ class TrainOptions:
 
     def to_params(self) -> dict[str, object]:
         """Flat name -> value, for MLflow params and the packaged manifest."""
-        flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every}
+        flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every,
+                                   "conditioning": self.conditioning, "method": self.method}  # fmt: skip
         flat.update({f"lora_{k}": v for k, v in self.lora.to_dict().items()})
         flat.update(asdict(self.optim))
         flat.update({"select": self.tracking.select, "num_workers": self.num_workers})

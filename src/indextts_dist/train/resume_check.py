@@ -25,6 +25,8 @@ _FLAGS = {
     "warmup_steps": "--warmup-steps",
     "max_steps": "--max-steps",
     "train_split": "training split (sha256 of its keys)",
+    "conditioning": "--conditioning",
+    "method": "--method",
 }
 
 
@@ -44,7 +46,13 @@ def run_layout(opts: TrainOptions, world: int, manifest: DatasetManifest) -> dic
         "warmup_steps": opts.optim.warmup_steps,
         "max_steps": opts.max_steps,
         "train_split": hashlib.sha256(keys.encode()).hexdigest()[:16],
+        "conditioning": opts.conditioning,
+        "method": opts.method,
     }
+
+
+_ADDED_LATER = {"conditioning": "global", "method": "lora"}
+"""Layout entries newer than some checkpoints: an older checkpoint was made with these values."""
 
 
 def check_resumable(checkpoint: Path, saved: dict | None, current: dict) -> None:
@@ -52,9 +60,9 @@ def check_resumable(checkpoint: Path, saved: dict | None, current: dict) -> None
     if not saved:
         raise ResumeMismatch(f"{checkpoint}: written by an older version (no data plan); start a new --out")
     diffs = [
-        f"{_FLAGS.get(name, name)} {saved.get(name)} -> {current[name]}"
+        f"{_FLAGS.get(name, name)} {saved.get(name, _ADDED_LATER.get(name))} -> {current[name]}"
         for name in current
-        if saved.get(name) != current[name]
+        if saved.get(name, _ADDED_LATER.get(name)) != current[name]
     ]
     if diffs:
         raise ResumeMismatch(

@@ -33,8 +33,11 @@ def _shard_order(batches: Sequence[PlannedBatch], shard_of: dict[str, Path]) -> 
     return list(seen)
 
 
-def read_batches(batches: Sequence[PlannedBatch], shard_of: dict[str, Path]) -> Iterator[Batch]:
-    """`batches` in order, each collated as soon as the shards read so far hold all its samples."""
+def read_batches(
+    batches: Sequence[PlannedBatch], shard_of: dict[str, Path], per_clip: bool = False
+) -> Iterator[Batch]:
+    """`batches` in order, each collated as soon as the shards read so far hold all its samples
+    (`per_clip`: with each sample's own conditioning)."""
     order = _shard_order(batches, shard_of)
     position = {shard: i for i, shard in enumerate(order)}
     ready_after = [max(position[shard_of[k]] for k in b.keys) for b in batches]
@@ -50,7 +53,7 @@ def read_batches(batches: Sequence[PlannedBatch], shard_of: dict[str, Path]) -> 
             missing = [k for k in batch.keys if k not in cache]
             if missing:
                 raise InputError(f"{shard_of[missing[0]]}: sample {missing[0]!r} is listed but not in it")
-            yield collate([cache[k] for k in batch.keys], batch.weight)
+            yield collate([cache[k] for k in batch.keys], batch.weight, per_clip)
             for k in batch.keys:
                 uses[k] -= 1
                 if uses[k] == 0:
@@ -72,11 +75,13 @@ class PlanStream(torch.utils.data.IterableDataset):
         grad_accum: int,
         max_tokens: int,
         prefix_rows: int,
+        per_clip: bool = False,
     ) -> None:
         super().__init__()
         self.samples = list(samples)
         self.rank, self.world, self.epoch, self.seed = rank, world, epoch, seed
         self.grad_accum, self.max_tokens, self.prefix_rows = grad_accum, max_tokens, prefix_rows
+        self.per_clip = per_clip
 
     def plan(self) -> list[PlannedBatch]:
         """This rank's batches in order (the same list whatever the number of DataLoader workers)."""
@@ -93,4 +98,4 @@ class PlanStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         mine = self.plan()[worker::workers]
-        yield from read_batches(mine, {s.key: s.shard for s in self.samples})
+        yield from read_batches(mine, {s.key: s.shard for s in self.samples}, self.per_clip)

@@ -43,8 +43,9 @@ def validation_loss(
     for i, indices in enumerate(batches):
         if i % accelerator.num_processes != accelerator.process_index:
             continue
-        b = collate([samples[j] for j in indices]).to(accelerator.device)
-        parts = module(b.text_ids, b.text_lengths, b.codes, b.code_lengths)
+        b = collate([samples[j] for j in indices], per_clip=opts.conditioning == "per-clip")
+        b = b.to(accelerator.device)
+        parts = module(b.text_ids, b.text_lengths, b.codes, b.code_lengths, *b.conditioning())
         sums += torch.stack(
             [
                 parts.text * parts.text_tokens,
