@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..model import build_model
+from ..placement import to_host
 from ..tracking.package import PackageError, PackageFiles, verify_package
 from ..utils.atomic import atomic_write_bytes
 from ..weights_layout import WeightsLayout
@@ -44,5 +45,5 @@ def export_base(package_dir: str | Path, out_dir: str | Path, weights_dir: str |
     state.update(tuned)
     target = WeightsLayout(Path(out_dir)).gpt
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buffer)
+    torch.save({k: to_host(v).contiguous() for k, v in state.items()}, buffer)
     return atomic_write_bytes(target, buffer.getvalue())
