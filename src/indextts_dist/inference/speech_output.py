@@ -1,4 +1,4 @@
-"""From codes + GPT latents (2.5: codes alone) to a wav with the package's speaker embeddings (the second stage).
+"""From codes + GPT latents (2.5: codes alone) to a wav with the package's speaker embeddings.
 
 Segments are rendered one by one and joined with 200 ms of silence, as the official pipeline does.
 The tiny preset's second stage is seeded random weights like its GPT: it makes noise, not speech.

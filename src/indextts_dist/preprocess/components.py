@@ -100,7 +100,7 @@ def _second_stage(preset: str, weights_dir: Path | None, seed: int) -> SecondSta
         return SecondStage.official(weights_dir, preset)
     except FileNotFoundError as exc:
         if v25:  # 2.5's GPT speaker row IS the CAMPPlus style: no CAMPPlus, no conditioning
-            raise InputError(f"preset {preset!r} needs the CAMPPlus weights for its speaker row ({exc})") from None
+            raise InputError(f"preset {preset!r} needs CAMPPlus for its speaker row ({exc})") from None
         print(f"[preprocess] warning: no second stage ({exc}); the dataset gets no speaker embeddings "
               "and its models will be codes-only", file=sys.stderr)  # fmt: skip
         return None

@@ -180,8 +180,9 @@ def _finish(
     summary = (opts.out, units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed,
                opts.audio_dir)  # fmt: skip
     asr = {"whisper_model": opts.whisper_model, "language": opts.language}
+    extra = {"asr": asr, "text": comps.text_language(), "code_rate": comps.codec.cfg.code_rate}
     if total.count == 0:
-        write_summary_files(*summary, asr=asr, text=comps.text_language())
+        write_summary_files(*summary, **extra)
         raise InputError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
     metadata = {
         "preset": opts.preset,
@@ -196,9 +197,7 @@ def _finish(
     speaker = write_speaker_embeddings(
         opts.out, comps.second_stage, total, cond, reference, comps.fingerprints["speaker_style"]
     )
-    return write_summary_files(
-        *summary, speaker, [copy_reference(reference, opts.out)], asr=asr, text=comps.text_language()
-    )
+    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)], **extra)
 
 
 def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict | None:

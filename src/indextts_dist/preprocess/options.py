@@ -33,7 +33,8 @@ class PreprocessOptions:
     weights_dir: Path | None = None
     """Official weights folder (see README): gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/,
     semantic_codec/model.safetensors (2.5: codec.pth and the tiktoken file instead of the last
-    and bpe.model; `tiny-v2.5` reads only the tiktoken file from it). For `mini`: a folder with a pretrained mini base as `gpt.pth`
+    and bpe.model; `tiny-v2.5` reads only the tiktoken file from it). For `mini`: a folder with a
+    pretrained mini base as `gpt.pth`
     (its conditioning encoders compute the conditioning; default: the seeded random base)."""
     whisper_model: str | None = None
     """faster-whisper model name (`large-v3`, `small.en`, ...) or a local CTranslate2 folder; default:

@@ -265,7 +265,7 @@ class SecondStage:
         cfg_path = bigvgan_dir / "config.json"
         bcfg = BigVGANConfig.from_dict(json.loads(cfg_path.read_text())) if cfg_path.is_file() else None
         bigvgan = load_bigvgan(bigvgan_path, bcfg)
-        codec = load_codec(codec_path, "official-v2.5" if isinstance(layout, WeightsLayoutV25) else "official-v2")
+        codec = load_codec(codec_path, "official-v2.5" if isinstance(layout, WeightsLayoutV25) else preset)
         features = SemanticFeatures.official(weights_dir)
         return cls(codec, features, s2mel, campplus, bigvgan)
 

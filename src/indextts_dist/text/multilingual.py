@@ -37,8 +37,8 @@ from .tokenizer import TokenizerError
 __all__ = [
     "COMMON_LANGUAGE",
     "LANGUAGE_DICT",
-    "LanguageTokenizer",
     "OFFICIAL_TIKTOKEN_SHA256",
+    "LanguageTokenizer",
     "MultilingualTokenizer",
     "apply_pronunciation_annotations",
     "language_id",
