@@ -148,7 +148,7 @@ def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainM
     cond = load_conditioning(manifest.conditioning_path, cfg)
     if cfg.is_v25 and manifest.language_id is None:
         raise DatasetError(f"{manifest.root}: a 2.5 model needs the dataset's text language "
-                           "(dataset_info.json: text_language_id); preprocess with a -v2.5 preset")  # fmt: skip
+                           "(text_language_id in dataset_info.json); use a -v2.5 preset")  # fmt: skip
     if not cfg.is_v25 and manifest.language_id is not None:
         raise DatasetError(f"{manifest.root}: preprocessed for IndexTTS-2.5 (2.5 text ids and codes); "
                            f"train it with a -v2.5 preset, not {opts.preset!r}")  # fmt: skip
