@@ -145,13 +145,13 @@ def _configure_deepspeed(accelerator: Accelerator, opts: TrainOptions) -> None:
 def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainModel, str]:
     cfg = preset(opts.preset)
     weights = base_weights_file(opts.preset, opts.weights_dir)
-    cond = load_conditioning(manifest.conditioning_path, cfg)
     if cfg.is_v25 and manifest.language_id is None:
-        raise DatasetError(f"{manifest.root}: a 2.5 model needs the dataset's text language "
-                           "(text_language_id in dataset_info.json); use a -v2.5 preset")  # fmt: skip
+        raise DatasetError(f"{manifest.root}: preprocessed for IndexTTS-2 (no text_language_id); "
+                           f"preprocess it with {opts.preset!r} to train that preset")  # fmt: skip
     if not cfg.is_v25 and manifest.language_id is not None:
         raise DatasetError(f"{manifest.root}: preprocessed for IndexTTS-2.5 (2.5 text ids and codes); "
                            f"train it with a -v2.5 preset, not {opts.preset!r}")  # fmt: skip
+    cond = load_conditioning(manifest.conditioning_path, cfg)
     fingerprint = base_fingerprint(opts.preset, weights, seed=opts.seed)
     named = str(weights) if weights else f"the {opts.preset} preset, --seed {opts.seed}"
     # Refused here, at start-up, by the rule packaging and generate apply too (not hours later).
