@@ -92,9 +92,10 @@ def _check_version(model: UnifiedVoice, state: Mapping[str, torch.Tensor], sourc
     first of 200 missing keys)."""
     found, want = checkpoint_version(state), model.cfg.version
     if found is not None and found != want:
+        presets = "a -v2.5 preset" if found == "v2.5" else "a v2 preset (tiny, mini, official-v2)"
         raise CheckpointError(
             f"{source}: is an IndexTTS-{found[1:]} GPT checkpoint, but this model is IndexTTS-{want[1:]} "
-            f"(use a {'-v2.5' if want == 'v2.5' else 'v2'} preset with {found} weights, or {want} weights)"
+            f"(load it with {presets}, or give {want} weights)"
         )
 
 
