@@ -6,13 +6,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from indextts_dist.weights_layout import WeightsLayout
+from indextts_dist.weights_layout import WeightsLayout, WeightsLayoutV25
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "indextts_dist"
 PROPERTIES = [name for name in dir(WeightsLayout) if isinstance(getattr(WeightsLayout, name), property)]
 FILES = {name: getattr(WeightsLayout(Path("/w")), name) for name in PROPERTIES}
-RELEASE_NAMES = sorted({p.name for n, p in FILES.items() if not n.endswith("_dir")} | {"w2v-bert-2.0"})
+V25_ONLY = [n for n in dir(WeightsLayoutV25) if isinstance(getattr(WeightsLayoutV25, n), property)]
+V25_FILES = {n: getattr(WeightsLayoutV25(Path("/w")), n) for n in V25_ONLY if n not in PROPERTIES}
+"""IndexTTS-2.5's own names (codec.pth, the tiktoken file): spelled only in weights_layout.py too."""
+RELEASE_NAMES = sorted(
+    {p.name for n, p in {**FILES, **V25_FILES}.items() if not n.endswith("_dir")} | {"w2v-bert-2.0"}
+)
 """File (and snapshot folder) names of the release; `bigvgan` alone also names a model part."""
 
 

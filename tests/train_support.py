@@ -67,3 +67,23 @@ def step_losses(log: str) -> dict[int, float]:
 
 def adapter_digests(log: str) -> dict[str, str]:
     return dict(re.findall(r"\[train\] rank (\d+) adapter sha256 (\w+)", log))
+
+
+def _preprocess_rank(rank: int, port: int, opts: PreprocessOptions, world: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        run_preprocess(opts, World(rank, world, rank))
+    finally:
+        dist.destroy_process_group()
+
+
+def preprocess_ranks(opts: PreprocessOptions, world: int = 2) -> Path:
+    """`run_preprocess` on `world` spawned gloo ranks (what torchrun gives a user's job)."""
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_preprocess_rank, args=(free_port(), opts, world), nprocs=world, start_method="spawn")
+    return opts.out

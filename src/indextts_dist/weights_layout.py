@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WeightsLayout"]
+__all__ = ["WeightsLayout", "WeightsLayoutV25", "weights_layout"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,29 @@ class WeightsLayout:
     @property
     def bigvgan_generator(self) -> Path:
         return self.bigvgan_dir / "bigvgan_generator.pt"
+
+
+@dataclass(frozen=True)
+class WeightsLayoutV25(WeightsLayout):
+    """IndexTTS-2.5's folder (IndexTeam/IndexTTS-2.5): the v2 names for what the versions share
+    (`gpt.pth` — the 2.5 GPT —, `wav2vec2bert_stats.pt`, `w2v-bert-2.0/`, `s2mel.pth`, CAMPPlus,
+    BigVGAN), plus the 25 Hz `codec.pth` and the tiktoken vocabulary in place of `bpe.model` and
+    MaskGCT's `semantic_codec/` (SPEC_2_5 §2, §4.1, §5.1).
+
+        weights/
+          gpt.pth  codec.pth  multilingual_zh_ja_yue_char_del.tiktoken  wav2vec2bert_stats.pt
+          w2v-bert-2.0/  s2mel.pth  campplus_cn_common.bin  bigvgan/...
+    """
+
+    @property
+    def tiktoken(self) -> Path:
+        return self.root / "multilingual_zh_ja_yue_char_del.tiktoken"
+
+    @property
+    def codec(self) -> Path:
+        return self.root / "codec.pth"
+
+
+def weights_layout(preset: str, root: str | Path) -> WeightsLayout:
+    """The layout of `root` for a preset's model version (the `-v2.5` presets read 2.5's names)."""
+    return WeightsLayoutV25(Path(root)) if preset.endswith("-v2.5") else WeightsLayout(Path(root))

@@ -65,10 +65,13 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate semantic codes for texts from local files")
-    p.add_argument("--preset", choices=["tiny", "mini", "official-v2"], default="tiny",
-                   help="tiny: seeded random weights; official-v2: --weights and --bpe")  # fmt: skip
-    p.add_argument("--weights", help="gpt.pth / .safetensors (required for official-v2)")
-    p.add_argument("--bpe", help="SentencePiece model (official bpe.model); default for tiny: the tiny BPE")
+    p.add_argument("--preset", choices=["tiny", "mini", "official-v2", "tiny-v2.5", "official-v2.5"],
+                   default="tiny", help="tiny, tiny-v2.5: seeded random weights; official-v2, "
+                   "official-v2.5: --weights and --bpe")  # fmt: skip
+    p.add_argument("--weights", help="gpt.pth / .safetensors (required for the official presets)")
+    p.add_argument("--bpe", help="SentencePiece model (official bpe.model; 2.5: the tiktoken file, "
+                   "required); default for tiny: the tiny BPE")  # fmt: skip
+    p.add_argument("--language", help="2.5: the texts' language (`<|lang|>`, language row); default en")
     p.add_argument("--conditioning", required=True, help="global_conditioning.safetensors")
     p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
     p.add_argument("--texts", help="file with one text per line")
@@ -98,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     placement = placement_from_args(args)
     texts = read_texts(args)
     tts = load_parts(
-        args.preset, args.conditioning, weights=args.weights, tokenizer=args.bpe, placement=placement
-    )
+        args.preset, args.conditioning, weights=args.weights, tokenizer=args.bpe, placement=placement,
+        language=args.language,
+    )  # fmt: skip
     decoding = decoding_from_args(args)
     results = tts(texts, decoding, latents=False)
     model = args.weights or f"{args.preset} preset (seed-0 weights)"

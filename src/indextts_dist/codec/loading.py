@@ -18,6 +18,7 @@ from ..model.checkpoint import (
     state_dict_fingerprint,
     strict_load_module,
 )
+from ..weights_layout import WeightsLayoutV25
 from .config import CodecConfig, codec_preset
 from .enhanced import EnhancedCodec
 from .repcodec import RepCodec
@@ -91,7 +92,8 @@ def build_codec(
     (`TINY_CODEC_LABEL`) unless weights are given."""
     cfg = config or codec_preset(preset_name)
     if weights is None and preset_name not in TINY_CODEC_PRESETS:
-        file = "codec.pth" if cfg.downsample_scale == 2 else "MaskGCT semantic_codec/model.safetensors"
+        names = WeightsLayoutV25(Path("."))
+        file = names.codec.name if cfg.downsample_scale == 2 else f"MaskGCT {names.semantic_codec}"
         raise CheckpointError(f"codec preset {preset_name!r} needs its weights file ({file}); none was given")
     if weights is not None:
         return load_codec(weights, cfg)

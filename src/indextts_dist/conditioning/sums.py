@@ -1,6 +1,7 @@
 """Running float64 sums of everything the global conditioning averages, and their per-unit file.
 
-One type for the whole path: a clip adds its GPT speaker latents `[32, D]`, its emotion vector `[D]`
+One type for the whole path: a clip adds its GPT speaker rows (`[32, D]` v2 latents, or 2.5's
+one `[1, D]` projected CAMPPlus style), its emotion vector `[D]`
 and (when the second stage is loaded) its CAMPPlus style `[S]`; a shard unit stores its sums beside
 its tar (so a resumed run reduces over every clip without recomputing finished units); a rank merges
 its units; the ranks add theirs in ONE all-reduce of `flat()` (`reduce.all_reduce_sums`); the total
@@ -31,7 +32,8 @@ class ConditioningSums:
     """Sums over `count` clips (and over the `style_count` of them that have a CAMPPlus style)."""
 
     spk: torch.Tensor
-    """Sum of perceiver latents, float64 [condition_num_latent, model_dim]."""
+    """Sum of speaker rows, float64 [speaker_rows, model_dim]: v2's perceiver latents, 2.5's
+    `spk_emb_proj(style)`."""
     emo: torch.Tensor
     """Sum of emotion vectors, float64 [model_dim]."""
     style: torch.Tensor

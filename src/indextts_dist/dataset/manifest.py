@@ -48,6 +48,12 @@ class DatasetManifest:
         return [s for s in self.samples if s.key in self.val_keys]
 
     @property
+    def language_id(self) -> int | None:
+        """The `lang_embedding` row of the dataset's texts (2.5 datasets; None for v2 ones)."""
+        value = self.info.get("text_language_id")
+        return None if value is None else int(value)
+
+    @property
     def conditioning_path(self) -> Path:
         return self.root / self.info.get("conditioning", CONDITIONING_FILE)
 

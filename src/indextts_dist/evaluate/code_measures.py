@@ -27,14 +27,17 @@ __all__ = [
 ]
 
 CODE_RATE = 50
-"""Semantic codes per second of audio (w2v-BERT frames, codec without downsampling)."""
+"""v2's semantic codes per second (w2v-BERT frames, codec without downsampling); 2.5's codec gives
+25 (`CodecConfig.code_rate`): every measure takes the dataset's rate, this is only the default."""
 NGRAM = 4
 """Length of the code n-grams whose repetition signals a loop (80 ms of audio)."""
 
 
-def pause_runs(codes: Sequence[int], pause_codes: set[int], min_seconds: float) -> int:
-    """Maximal runs of consecutive pause codes lasting at least `min_seconds`."""
-    need = max(1, round(min_seconds * CODE_RATE))
+def pause_runs(
+    codes: Sequence[int], pause_codes: set[int], min_seconds: float, code_rate: float = CODE_RATE
+) -> int:
+    """Maximal runs of consecutive pause codes lasting at least `min_seconds` (at `code_rate`)."""
+    need = max(1, round(min_seconds * code_rate))
     runs = length = 0
     for code in [*codes, None]:
         if code is not None and code in pause_codes:
@@ -61,7 +64,11 @@ def repeated_ngrams(codes: Sequence[int], pause_codes: set[int] | None, n: int =
 
 
 def code_measures(
-    codes: Iterable[int], text_tokens: int, pause_codes: set[int] | None, stopped: bool = True
+    codes: Iterable[int],
+    text_tokens: int,
+    pause_codes: set[int] | None,
+    stopped: bool = True,
+    code_rate: float = CODE_RATE,
 ) -> dict[str, float]:
     """The counts of one text's codes. `text_tokens`: tokens of the PLAIN text (markers removed),
     so that a model that says a pause the text does not write is credited with it. Without pause
@@ -77,6 +84,6 @@ def code_measures(
     out["repeated_ngrams"], out["ngrams"] = repeated, counted
     if pause_codes:
         out["pause_codes"] = sum(c in pause_codes for c in codes)
-        out["pause_runs"] = pause_runs(codes, pause_codes, PAUSE_S)
-        out["long_pause_runs"] = pause_runs(codes, pause_codes, LONG_PAUSE_S)
+        out["pause_runs"] = pause_runs(codes, pause_codes, PAUSE_S, code_rate)
+        out["long_pause_runs"] = pause_runs(codes, pause_codes, LONG_PAUSE_S, code_rate)
     return out

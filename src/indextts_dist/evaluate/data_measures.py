@@ -35,9 +35,9 @@ class ClipRecord:
     style: np.ndarray | None = None
 
 
-def instrument() -> dict[str, float]:
+def instrument(code_rate: float = CODE_RATE) -> dict[str, float]:
     """The settings every side is measured with (recorded so a reader can tell they matched)."""
-    return {"pause_s": PAUSE_S, "long_pause_s": LONG_PAUSE_S, "code_rate": CODE_RATE, "ngram": NGRAM}
+    return {"pause_s": PAUSE_S, "long_pause_s": LONG_PAUSE_S, "code_rate": code_rate, "ngram": NGRAM}
 
 
 def choose_pause_codes(
@@ -79,11 +79,17 @@ def _rows(units: list[dict[str, float]], stats) -> dict[str, dict[str, Any]]:
     }
 
 
-def dataset_evaluation(clips: Sequence[ClipRecord], pause_codes: set[int]) -> dict[str, Any]:
-    """The data's value (and bootstrap interval over clips) of every statistic it has."""
+def _plain_len(clip: ClipRecord) -> int:
+    return int(clip.meta.get("plain_text_len", clip.meta["text_len"]))
+
+
+def dataset_evaluation(
+    clips: Sequence[ClipRecord], pause_codes: set[int], code_rate: float = CODE_RATE
+) -> dict[str, Any]:
+    """The data's value (and bootstrap interval over clips) of every statistic it has; `code_rate`:
+    the codec's codes per second (50 in v2, 25 in 2.5)."""
     code_units = [
-        code_measures(c.codes, int(c.meta.get("plain_text_len", c.meta["text_len"])), pause_codes or None)
-        for c in clips
+        code_measures(c.codes, _plain_len(c), pause_codes or None, code_rate=code_rate) for c in clips
     ]
     styles = [c.style for c in clips if c.style is not None]
     mean_style = np.mean(np.stack(styles), axis=0) if styles else None
@@ -96,7 +102,7 @@ def dataset_evaluation(clips: Sequence[ClipRecord], pause_codes: set[int]) -> di
         if counts:
             audio_units.append(counts)
     return {
-        "instrument": instrument(),
+        "instrument": instrument(code_rate),
         "pause_codes": sorted(pause_codes),
         "clips": len(clips),
         "audio_clips": sum(1 for c in clips if c.meta.get("audio_measures")),

@@ -26,6 +26,7 @@ from ..inference.code_stats import pause_code_set
 from ..inference.loaded import LoadedModel
 from ..utils.atomic import atomic_write_text
 from .audio_folder import AudioInstrument
+from .code_measures import CODE_RATE
 from .data_measures import instrument
 from .report import format_markdown, rows, sanity
 from .runner import generate_side, seeds_for
@@ -95,6 +96,8 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
     say = log or (lambda line: print(f"[evaluate] {line}", file=sys.stderr))
     model = model.with_reference_clip(opts.reference_clip)
     record = data_record(model.manifest)
+    # The data's codes per second, as preprocess measured them (25 for 2.5); v2's 50 before it recorded one.
+    code_rate = float((record.get("instrument") or {}).get("code_rate", CODE_RATE))
     pause = _pause_codes(model.manifest, record)
     seeds = seeds_for(opts.decoding, opts.seeds)
     audio = _audio_instrument(model, opts, record) if (opts.wavs or opts.base_wavs or opts.render) else None
@@ -120,6 +123,7 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
             render_to=render_to,
             audio=audio,
             progress=say,
+            code_rate=code_rate,
         )
 
     adapted = side("adapted", model)
@@ -144,7 +148,7 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
         "decoding": opts.decoding.to_dict(),
         "seeds": seeds,
         "texts": list(opts.texts),
-        "instrument": instrument(),
+        "instrument": instrument(code_rate),
         "pause_codes": sorted(pause) if pause else None,
         "data": {
             "clips": record.get("clips"),

@@ -23,7 +23,7 @@ from ..inference.speech_output import SpeechRenderer
 from ..pattern_markers import strip_markers
 from ..utils.atomic import atomic_write_text
 from .audio_folder import AudioInstrument
-from .code_measures import code_measures
+from .code_measures import CODE_RATE, code_measures
 
 __all__ = ["Side", "generate_side", "seeds_for"]
 
@@ -58,6 +58,7 @@ def generate_side(
     render_to: Path | None = None,
     audio: AudioInstrument | None = None,
     progress: Callable[[str], None] | None = None,
+    code_rate: float = CODE_RATE,
 ) -> Side:
     """Units in (seed, text) order. With `render_to`, each text is also spoken by the package's
     second stage into `render_to/sSEED_NNN.wav` (+ `.txt`, the intended text) and, with `audio`,
@@ -73,7 +74,7 @@ def generate_side(
             results, pairs = model(texts, run, batch_size, latents=False), []
         for i, (text, r) in enumerate(zip(texts, results, strict=True)):
             side.code_units.append(
-                code_measures(r.codes.tolist(), plain_tokens[i], pause_codes, r.all_stopped)
+                code_measures(r.codes.tolist(), plain_tokens[i], pause_codes, r.all_stopped, code_rate)
             )
             record = {
                 "text": text,

@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..conditioning import GlobalConditioning, check_base
-from ..model import RANDOM_PRESETS, GPTConfig, UnifiedVoice, base_fingerprint, build_model, preset
+from ..model import (
+    RANDOM_PRESETS,
+    SEEDED_PRESETS,
+    GPTConfig,
+    UnifiedVoice,
+    base_fingerprint,
+    build_model,
+    preset,
+)
 from ..tracking.package import PackageError
-from ..weights_layout import WeightsLayout
+from ..weights_layout import weights_layout
 
 __all__ = ["WEIGHTS_DIR_ENV", "BaseSpec", "check_conditioning_base", "weights_dir_or_env", "weights_file"]
 
@@ -60,7 +68,7 @@ def weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | Non
     """The official `gpt.pth` in `weights_dir` (default `$INDEXTTS_WEIGHTS_DIR`); None for tiny.
     The mini preset takes its pretrained base from `weights_dir/gpt.pth` when a folder is given
     (`benchmarks/pattern_transfer.py` exports one), else its seeded random weights."""
-    if preset_name == "tiny":
+    if preset_name in SEEDED_PRESETS:
         return None
     folder = weights_dir_or_env(weights_dir)
     if preset_name in RANDOM_PRESETS and folder is None:
@@ -69,7 +77,7 @@ def weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | Non
         raise PackageError(
             f"preset {preset_name!r} needs the official weights: pass weights_dir or set {WEIGHTS_DIR_ENV}"
         )
-    path = WeightsLayout(folder).gpt
+    path = weights_layout(preset_name, folder).gpt
     if not path.is_file():
         raise PackageError(f"{path}: official GPT weights not found")
     return path

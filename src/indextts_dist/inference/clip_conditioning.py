@@ -27,6 +27,9 @@ __all__ = ["clip_conditioning"]
 @torch.no_grad()
 def clip_conditioning(path: str | Path, base: BaseSpec, weights_dir: Path | None) -> GlobalConditioning:
     """The conditioning of the clip at `path` on `base` (float32, host)."""
+    if base.gpt_config.is_v25:  # its speaker row needs the clip's CAMPPlus style (the second stage)
+        raise InputError(f"{path}: a reference clip's conditioning is not available for IndexTTS-2.5 "
+                         "models yet; use the package's global conditioning")  # fmt: skip
     try:
         clip = prepare_clip(path, min_seconds=0.5, max_seconds=60.0)
     except ClipRejected as exc:

@@ -36,6 +36,7 @@ from ..generate.text_to_codes import check_tokenizer_fits, conditioning_prefix
 from ..lora import load_merged
 from ..model import (
     RANDOM_PRESETS,
+    SEEDED_PRESETS,
     TINY_LABEL,
     CheckpointError,
     GPTConfig,
@@ -44,7 +45,7 @@ from ..model import (
     strict_load,
 )
 from ..placement import Placement, placement_of, resolve_placement, to_host
-from ..text import TextTokenizer, tiny_tokenizer
+from ..text import LanguageTokenizer, TextTokenizer, tiny_tokenizer
 from ..tracking.package import PackageError, PackageFiles, verify_package
 from ..tracking.registry import fetch_model
 from .base_model import BaseSpec, check_conditioning_base, weights_dir_or_env, weights_file
@@ -66,7 +67,7 @@ class LoadedModel:
     def __init__(
         self,
         model: UnifiedVoice,
-        tokenizer: TextTokenizer,
+        tokenizer: TextTokenizer | LanguageTokenizer,
         conditioning: GlobalConditioning,
         base: BaseSpec | None = None,
         *,
@@ -90,6 +91,9 @@ class LoadedModel:
         self.adapted = adapted
         """True when the package's adapter is merged into `model` (False: the bare base)."""
         self.weights_dir = weights_dir
+        if model.cfg.is_v25 != isinstance(tokenizer, LanguageTokenizer):
+            kind = "2.5 tiktoken" if model.cfg.is_v25 else "v2 SentencePiece"
+            raise InputError(f"a {model.cfg.version} model needs the {kind} tokenizer")
         self.segment_tokens = min(segment_tokens, model.cfg.max_text_tokens)
         self._renderer: SpeechRenderer | None = None
         self.reference_clip: Path | None = None
@@ -175,7 +179,7 @@ class LoadedModel:
         recorded = self.manifest.get("label")
         if recorded or self.base is None:
             return recorded
-        if self.base.preset == "tiny" and self.base.weights is None:
+        if self.base.preset in SEEDED_PRESETS and self.base.weights is None:
             return TINY_LABEL
         return preset_label(self.base.preset) if self.base.preset == "mini" else None
 
@@ -187,10 +191,25 @@ class LoadedModel:
     # -- running texts ----------------------------------------------------------------------------
 
     def segment(self, prepared: str) -> list[list[int]]:
-        """Text ids per segment of an already normalized text."""
-        pieces = self.tokenizer.tokenize_prepared(prepared)
+        """Text ids per segment of an already normalized text. 2.5: the text's pieces split to the
+        limit minus the language prefix, each segment encoded again behind `<|lang|>` (SPEC_2_5
+        §4.2 steps 7-8)."""
+        tok = self.tokenizer
+        if isinstance(tok, LanguageTokenizer):
+            body = tok.body_ids(prepared)
+            out, start = [], 0
+            for seg in split_segments(tok.pieces(body), self.segment_tokens - tok.prefix_length):
+                out.append(tok.encode_body(body[start : start + len(seg)]))
+                start += len(seg)
+            return out
+        pieces = tok.tokenize_prepared(prepared)
         segments = split_segments(pieces, self.segment_tokens)
-        return [[self.tokenizer.piece_to_id(p) for p in seg] for seg in segments]
+        return [[tok.piece_to_id(p) for p in seg] for seg in segments]
+
+    def _langs(self, count: int) -> list[int] | None:
+        """2.5: the tokenizer's language row for each of `count` texts; None for v2."""
+        lang = self.tokenizer.language_id
+        return None if lang is None else [lang] * count
 
     def __call__(
         self,
@@ -256,7 +275,8 @@ class LoadedModel:
         codes: list[torch.Tensor] = []
         stopped: list[bool] = []
         for start in range(0, len(segments), batch_size):
-            result = generate_codes(self.model, self.prefix, segments[start : start + batch_size], decoding)
+            batch = segments[start : start + batch_size]
+            result = generate_codes(self.model, self.prefix, batch, decoding, self._langs(len(batch)))
             codes.extend(result.codes)  # host int64 already
             stopped.extend(result.stopped)
         return codes, stopped
@@ -273,8 +293,10 @@ class LoadedModel:
         float32 on the host."""
         device = self.placement.device
         ids = torch.tensor([text_ids], device=device)
+        langs = self._langs(1)
         out = self.model(self.prefix, ids, torch.tensor([len(text_ids)], device=device),
-                         codes[None].to(device), torch.tensor([codes.numel()], device=device))  # fmt: skip
+                         codes[None].to(device), torch.tensor([codes.numel()], device=device),
+                         None if langs is None else torch.tensor(langs, device=device))  # fmt: skip
         return to_host(out.mel_latents[0])
 
     # -- the second stage -------------------------------------------------------------------------
@@ -320,6 +342,9 @@ def load_package(
     files = PackageFiles(Path(package_dir))
     manifest = verify_package(files.root)
     config = GPTConfig.from_dict(files.read_gpt_config())
+    recorded = manifest.get("model_version", "v2")
+    if recorded != config.version:
+        raise PackageError(f"{files.root}: manifest says {recorded}, its GPT config is {config.version}")
     preset = manifest["preset"]
     base = BaseSpec(preset, weights_file(preset, weights_dir), int(manifest.get("seed", 0)), config)
     have, want = base.fingerprint(), manifest["base_fingerprint"]
@@ -338,7 +363,7 @@ def load_package(
     placement.module(model.eval())
     return LoadedModel(
         model,
-        TextTokenizer(files.tokenizer),
+        _tokenizer(files.tokenizer, config, manifest.get("language")),
         load_conditioning(files.conditioning, config),
         base,
         package=files.root,
@@ -357,6 +382,7 @@ def load_parts(
     tokenizer: str | Path | None = None,
     placement: Placement | None = None,
     segment_tokens: int = MAX_SEGMENT_TOKENS,
+    language: str | None = None,
 ) -> LoadedModel:
     """A base (`weights`, or the tiny preset's seed-0 weights) with a conditioning file and a
     tokenizer (default for tiny: the tiny BPE), no adapter: what `generate` runs. The conditioning
@@ -365,15 +391,24 @@ def load_parts(
     base = BaseSpec(preset, Path(weights) if weights else None)
     model = base.build()  # first: a missing official checkpoint is the first thing to say
     if tokenizer is not None:
-        text = TextTokenizer(tokenizer)
-    elif preset in RANDOM_PRESETS:
+        text = _tokenizer(Path(tokenizer), base.gpt_config, language)
+    elif preset in RANDOM_PRESETS and not base.gpt_config.is_v25:
         text = tiny_tokenizer()
     else:
-        raise InputError(f"preset {preset!r} needs its tokenizer (bpe.model; generate: --bpe)")
+        raise InputError(
+            f"preset {preset!r} needs its tokenizer (bpe.model, 2.5: the tiktoken file; generate: --bpe)"
+        )
     cond = load_conditioning(conditioning, base.gpt_config)
     check_conditioning_base(cond, conditioning, base)
     placement.module(model)
     return LoadedModel(model, text, cond, base, segment_tokens=segment_tokens)
+
+
+def _tokenizer(path: Path, config: GPTConfig, language: str | None) -> TextTokenizer | LanguageTokenizer:
+    """v2's SentencePiece model, or 2.5's tiktoken file bound to the text language (default en)."""
+    if config.is_v25:
+        return LanguageTokenizer.from_file(path, language or "en")
+    return TextTokenizer(path)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""From codes + GPT latents to a wav with the package's speaker embeddings (the second stage).
+"""From codes + GPT latents (2.5: codes alone) to a wav with the package's speaker embeddings.
 
 Segments are rendered one by one and joined with 200 ms of silence, as the official pipeline does.
 The tiny preset's second stage is seeded random weights like its GPT: it makes noise, not speech.
@@ -48,7 +48,7 @@ class SpeechRenderer:
         else:
             if weights_dir is None:
                 raise PackageError("the official second stage needs --weights-dir (or $INDEXTTS_WEIGHTS_DIR)")
-            self.stage = SecondStage.official(weights_dir)
+            self.stage = SecondStage.official(weights_dir, manifest["preset"])
         self.stage.to(placement.device, placement.dtype)
         self.embeddings = load_speaker_embeddings(path).to(placement.device, placement.dtype)
         self.placement = placement
@@ -56,12 +56,14 @@ class SpeechRenderer:
     def render(self, result: Synthesis, seed: int = 0, speed: float = 1.0) -> np.ndarray:
         """float32 waveform at 22.05 kHz: segments joined with 200 ms of silence. `speed` ≠ 1 gives
         the same codes fewer (faster) or more (slower) mel frames, pauses included."""
-        if result.latents is None:
+        v25 = self.stage.is_v25  # 2.5's S2Mel takes codec.decode(codes), no GPT latents
+        if result.latents is None and not v25:
             raise ValueError("the second stage needs the GPT latents: run the model with latents=True")
         gap = np.zeros(int(SEGMENT_GAP_S * OUTPUT_SAMPLE_RATE), dtype=np.float32)
         pieces, start = [], 0
         for n in result.segment_codes:
-            codes, latents = result.codes[start : start + n], result.latents[start : start + n]
+            codes = result.codes[start : start + n]
+            latents = None if v25 or result.latents is None else result.latents[start : start + n]
             start += n
             if n == 0:
                 continue

@@ -12,7 +12,15 @@ from .config import (
     is_random_preset,
     preset,
 )
-from .factory import MINI_LABEL, TINY_LABEL, base_fingerprint, build_model, preset_label
+from .factory import (
+    MINI_LABEL,
+    SEEDED_PRESETS,
+    TINY_LABEL,
+    base_fingerprint,
+    base_weights_file,
+    build_model,
+    preset_label,
+)
 from .unified_voice import CONDITIONING_MODULES, MelPositions, TeacherForced, UnifiedVoice
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "MINI_LABEL",
     "PRESETS",
     "RANDOM_PRESETS",
+    "SEEDED_PRESETS",
     "STYLE_DIM",
     "TINY_LABEL",
     "CheckpointError",
@@ -30,6 +39,7 @@ __all__ = [
     "TeacherForced",
     "UnifiedVoice",
     "base_fingerprint",
+    "base_weights_file",
     "build_model",
     "file_sha256",
     "is_random_preset",

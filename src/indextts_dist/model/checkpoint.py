@@ -23,6 +23,7 @@ from .unified_voice import CONDITIONING_MODULES, UnifiedVoice
 __all__ = [
     "ALIAS_PREFIXES",
     "CheckpointError",
+    "checkpoint_version",
     "load_gpt_checkpoint",
     "load_state_dict_file",
     "state_dict_fingerprint",
@@ -67,10 +68,35 @@ def strict_load(model: UnifiedVoice, state: Mapping[str, torch.Tensor], source: 
     Alias keys are dropped. When the model was built without conditioning encoders, their keys are
     dropped too (they are legitimately in the file but not needed by this model).
     """
+    _check_version(model, state, source)
     skip = ALIAS_PREFIXES
     if not model.has_conditioning_encoders:
         skip = skip + tuple(f"{name}." for name in CONDITIONING_MODULES)
     strict_load_module(model, {k: v for k, v in state.items() if not k.startswith(skip)}, source)
+
+
+_VERSION_KEYS = {"v2.5": ("spk_emb_proj.", "lang_embedding."), "v2": ("conditioning_encoder.", "speed_emb.")}
+"""Keys only one version's GPT has (SPEC_2_5 §6.1): what names a checkpoint's version."""
+
+
+def checkpoint_version(state: Mapping[str, torch.Tensor]) -> str | None:
+    """'v2' or 'v2.5' from the keys only that version has; None when neither set is there."""
+    for version, prefixes in _VERSION_KEYS.items():
+        if any(k.startswith(prefixes) for k in state):
+            return version
+    return None
+
+
+def _check_version(model: UnifiedVoice, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """The other version's base weights are refused in one line naming both versions (not as the
+    first of 200 missing keys)."""
+    found, want = checkpoint_version(state), model.cfg.version
+    if found is not None and found != want:
+        presets = "a -v2.5 preset" if found == "v2.5" else "a v2 preset (tiny, mini, official-v2)"
+        raise CheckpointError(
+            f"{source}: is an IndexTTS-{found[1:]} GPT checkpoint, but this model is IndexTTS-{want[1:]} "
+            f"(load it with {presets}, or give {want} weights)"
+        )
 
 
 def strict_load_module(

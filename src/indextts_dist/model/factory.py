@@ -7,14 +7,36 @@ from pathlib import Path
 import torch
 
 from ..utils.hashing import file_sha256
+from ..weights_layout import weights_layout
 from .checkpoint import CheckpointError, load_gpt_checkpoint, state_dict_fingerprint
 from .config import GPTConfig, is_random_preset, preset
 from .unified_voice import UnifiedVoice
 
-__all__ = ["MINI_LABEL", "TINY_LABEL", "base_fingerprint", "build_model", "preset_label"]
+__all__ = [
+    "MINI_LABEL",
+    "SEEDED_PRESETS",
+    "TINY_LABEL",
+    "base_fingerprint",
+    "base_weights_file",
+    "build_model",
+    "preset_label",
+]
 
 TINY_LABEL = "tiny preset: seeded RANDOM weights, for tests and demos only; its output is not speech"
 MINI_LABEL = "mini preset: trained here on synthetic speech, not IndexTTS2 quality"
+
+
+SEEDED_PRESETS = ("tiny", "tiny-v2.5")
+"""Presets whose GPT is always drawn from the seed: a weights folder given with them only supplies
+other files (tiny-v2.5's tiktoken vocabulary). `mini` reads a pretrained base from its folder."""
+
+
+def base_weights_file(preset_name: str, weights_dir: str | Path | None) -> Path | None:
+    """The base GPT file a preset reads from `weights_dir` (`gpt.pth`, v2 or 2.5), None when its
+    GPT is seeded (no folder, or a `SEEDED_PRESETS` one)."""
+    if weights_dir is None or preset_name in SEEDED_PRESETS:
+        return None
+    return weights_layout(preset_name, weights_dir).gpt
 
 
 def preset_label(preset_name: str) -> str | None:

@@ -143,6 +143,21 @@ def packed_transcripts(
     return out
 
 
+def _speaker_rows(
+    comps: Components, feats: torch.Tensor, lengths: torch.Tensor, style: torch.Tensor | None
+) -> torch.Tensor:
+    """The clip's GPT speaker rows: v2's 32 perceiver latents of its features, or 2.5's one
+    `spk_emb_proj` row of its CAMPPlus style (16 kHz Kaldi fbank, mean-subtracted: SPEC_2_5 §3.1;
+    the second stage's CAMPPlus, which 2.5 shares with S2Mel)."""
+    gpt = comps.gpt
+    if not gpt.cfg.is_v25:
+        return gpt.get_conditioning(feats[None], lengths)[0]
+    if style is None:  # load_components refuses a 2.5 preset without CAMPPlus; never reached
+        raise RuntimeError("a 2.5 clip needs its CAMPPlus style")
+    weight = gpt.spk_emb_proj.weight
+    return gpt.project_style(style.to(weight.device, weight.dtype)[None])[0]
+
+
 @torch.no_grad()
 def process_clip(
     listed: ListedClip,
@@ -191,14 +206,14 @@ def process_clip(
         feats = comps.features(clip.samples).to(device)
     with timer.stage("codec"):
         codes = comps.codec.quantize(feats[None])[0][0]
-    with timer.stage("conditioning"):
-        lengths = torch.tensor([feats.size(0)], device=device)
-        spk = comps.gpt.get_conditioning(feats[None], lengths)[0]
-        emo = comps.gpt.get_emo_vec(feats[None], lengths)[0]
     style = None
     if comps.second_stage is not None:
         with timer.stage("style"):  # the second stage reads the file its own way (22.05 kHz, 15 s cut)
             style = comps.second_stage.clip_style(listed.path).double().cpu()
+    with timer.stage("conditioning"):
+        lengths = torch.tensor([feats.size(0)], device=device)
+        spk = _speaker_rows(comps, feats, lengths, style)
+        emo = comps.gpt.get_emo_vec(feats[None], lengths)[0]
     meta = {
         "id": sample_key(listed),
         "source": listed.relative,

@@ -22,13 +22,20 @@ import torch
 from ..codec import RepCodec, build_codec, codec_fingerprint, load_codec
 from ..errors import InputError
 from ..features import SemanticFeatures
-from ..model import RANDOM_PRESETS, UnifiedVoice, base_fingerprint, build_model, file_sha256
+from ..model import (
+    UnifiedVoice,
+    base_fingerprint,
+    base_weights_file,
+    build_model,
+    file_sha256,
+    is_random_preset,
+)
 from ..model import preset as gpt_preset
 from ..model.checkpoint import state_dict_fingerprint
 from ..speech.s2mel_config import s2mel_preset
 from ..speech.second_stage import SecondStage
-from ..text import TextTokenizer, tiny_tokenizer
-from ..weights_layout import WeightsLayout
+from ..text import LanguageTokenizer, TextTokenizer, tiny_tokenizer
+from ..weights_layout import WeightsLayout, WeightsLayoutV25, weights_layout
 
 __all__ = ["Components", "asr_warning", "load_components"]
 
@@ -36,7 +43,7 @@ __all__ = ["Components", "asr_warning", "load_components"]
 @dataclass
 class Components:
     preset: str
-    tokenizer: TextTokenizer
+    tokenizer: TextTokenizer | LanguageTokenizer
     features: SemanticFeatures
     codec: RepCodec
     gpt: UnifiedVoice
@@ -69,6 +76,13 @@ class Components:
             self._by_language[language] = Transcriber(model=base.model, language=language)
         return self._by_language[language]
 
+    def text_language(self) -> dict[str, object]:
+        """The 2.5 tokenizer's language (code and `lang_embedding` row) for dataset_info; {} in v2."""
+        tok = self.tokenizer
+        if isinstance(tok, LanguageTokenizer):
+            return {"text_language": tok.language, "text_language_id": tok.language_id}
+        return {}
+
     def to(self, device: torch.device) -> Components:
         self.features.model.to(device)
         self.codec.to(device)
@@ -79,24 +93,47 @@ class Components:
 
 
 def _second_stage(preset: str, weights_dir: Path | None, seed: int) -> SecondStage | None:
-    if preset in RANDOM_PRESETS:
+    v25 = gpt_preset(preset).is_v25
+    if is_random_preset(preset):
         return SecondStage.tiny(seed, gpt_preset(preset).model_dim, preset)
     try:
-        return SecondStage.official(weights_dir)
+        return SecondStage.official(weights_dir, preset)
     except FileNotFoundError as exc:
+        if v25:  # 2.5's GPT speaker row IS the CAMPPlus style: no CAMPPlus, no conditioning
+            raise InputError(f"preset {preset!r} needs CAMPPlus for its speaker row ({exc})") from None
         print(f"[preprocess] warning: no second stage ({exc}); the dataset gets no speaker embeddings "
               "and its models will be codes-only", file=sys.stderr)  # fmt: skip
         return None
 
 
+def _tokenizer(
+    preset: str, weights_dir: Path | None, language: str | None
+) -> TextTokenizer | LanguageTokenizer:
+    """v2: the tiny BPE (random presets) or `bpe.model`; 2.5: the tiktoken file of the weights
+    folder (tiny-v2.5 too: the real vocabulary), bound to `language` (default en)."""
+    if gpt_preset(preset).is_v25:
+        if weights_dir is None:
+            raise InputError(f"preset {preset!r} needs --weights-dir holding the tiktoken vocabulary")
+        return LanguageTokenizer.from_file(WeightsLayoutV25(Path(weights_dir)).tiktoken, language or "en")
+    if is_random_preset(preset):
+        return tiny_tokenizer()
+    return TextTokenizer(WeightsLayout(Path(weights_dir or ".")).bpe)
+
+
 def load_components(
-    preset: str, weights_dir: Path | None, whisper_model: str | None, seed: int = 0
+    preset: str,
+    weights_dir: Path | None,
+    whisper_model: str | None,
+    seed: int = 0,
+    language: str | None = None,
 ) -> Components:
-    if preset in RANDOM_PRESETS:  # seeded random parts; mini may bring a pretrained base GPT
-        weights = WeightsLayout(Path(weights_dir)).gpt if preset == "mini" and weights_dir else None
+    """`language`: the 2.5 tokenizer's `<|lang|>` (ignored by v2's BPE)."""
+    tokenizer = _tokenizer(preset, weights_dir, language)
+    if is_random_preset(preset):  # seeded random parts; mini may bring a pretrained base GPT
+        weights = base_weights_file(preset, weights_dir)
         gpt = build_model(preset, weights, seed=seed)
         codec = build_codec(preset, seed=seed)
-        comps = Components(preset, tiny_tokenizer(), SemanticFeatures.tiny(seed), codec, gpt)
+        comps = Components(preset, tokenizer, SemanticFeatures.tiny(seed), codec, gpt)
         comps.fingerprints = {
             "gpt": base_fingerprint(preset, weights, seed=seed),
             "codec": codec_fingerprint(codec),
@@ -105,13 +142,13 @@ def load_components(
         if weights_dir is None:
             raise InputError(f"preset {preset!r} needs a weights folder")
         weights_dir = Path(weights_dir)
-        layout = WeightsLayout(weights_dir)
+        layout = weights_layout(preset, weights_dir)
         gpt = build_model(preset, layout.gpt)
-        codec_path = layout.semantic_codec
+        codec_path = layout.codec if isinstance(layout, WeightsLayoutV25) else layout.semantic_codec
         codec = load_codec(codec_path, preset)
         comps = Components(
             preset,
-            TextTokenizer(layout.bpe),
+            tokenizer,
             SemanticFeatures.official(weights_dir),
             codec,
             gpt,
@@ -137,7 +174,7 @@ def load_components(
 
 def asr_warning(preset: str, whisper_model: str | None) -> str | None:
     """The one-line warning for real weights transcribed by the bundled tiny.en, else None."""
-    if preset in RANDOM_PRESETS or whisper_model is not None:
+    if is_random_preset(preset) or whisper_model is not None:
         return None
     return (
         "[preprocess] warning: ASR uses the bundled Whisper tiny.en (English only, error-prone); "

@@ -73,10 +73,15 @@ def write_summary_files(
     speaker_embeddings: str | None = None,
     reference_files: list[str] | None = None,
     asr: dict | None = None,
+    text: dict | None = None,
+    code_rate: float = 50.0,
 ) -> dict:
     """`speaker_embeddings`: the file's name in `out`, None when preprocess computed none;
     `reference_files`: the copies of the reference clip in `out` (relative paths); `asr`: the
-    transcriber's settings (`whisper_model`, `language`), recorded for `evaluate` to use the same."""
+    transcriber's settings (`whisper_model`, `language`), recorded for `evaluate` to use the same;
+    `text`: the 2.5 tokenizer's `text_language` and `text_language_id` (its `lang_embedding` row,
+    which training adds to every text position), empty for v2; `code_rate`: the codec's codes per
+    second (`CodecConfig.code_rate`), which the data's pause measures count in."""
     samples = [s for u in units for s in u.samples]
     rejects = sorted((r for u in units for r in u.rejects), key=lambda r: r["index"])
     if len(samples) + len(rejects) != total_inputs:
@@ -119,7 +124,7 @@ def write_summary_files(
             "pause_codes": pause_codes,
         },
         "evaluation": {
-            **dataset_evaluation(records, {int(c) for c in pause_codes}),
+            **dataset_evaluation(records, {int(c) for c in pause_codes}, code_rate),
             "asr": dict(asr or {}),
         },
         "tokenizer_coverage": {
@@ -136,6 +141,7 @@ def write_summary_files(
         # reads the conditioning, the speaker embeddings and the reference copy from this folder)
         "reference_clips": reference_clips(samples),
         "reference_files": list(reference_files or []),
+        **(text or {}),
     }
     atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1, ensure_ascii=False))
     atomic_write_text(out / REJECTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects))

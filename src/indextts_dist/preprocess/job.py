@@ -61,7 +61,7 @@ def _block_key(settings: dict, block: list[ListedClip], overrides: dict[str, str
 
 def _zero_sums(comps: Components) -> ConditioningSums:
     cfg = comps.gpt.cfg
-    return ConditioningSums.zeros(cfg.condition_num_latent, cfg.model_dim, comps.style_dim)
+    return ConditioningSums.zeros(cfg.speaker_rows, cfg.model_dim, comps.style_dim)
 
 
 def _process_block(
@@ -180,8 +180,9 @@ def _finish(
     summary = (opts.out, units, len(clips), comps.fingerprints, opts.preset, opts.val_fraction, opts.seed,
                opts.audio_dir)  # fmt: skip
     asr = {"whisper_model": opts.whisper_model, "language": opts.language}
+    extra = {"asr": asr, "text": comps.text_language(), "code_rate": comps.codec.cfg.code_rate}
     if total.count == 0:
-        write_summary_files(*summary, asr=asr)
+        write_summary_files(*summary, **extra)
         raise InputError(f"{opts.audio_dir}: no clip was accepted ({len(clips)} rejected; see rejects.jsonl)")
     metadata = {
         "preset": opts.preset,
@@ -196,7 +197,7 @@ def _finish(
     speaker = write_speaker_embeddings(
         opts.out, comps.second_stage, total, cond, reference, comps.fingerprints["speaker_style"]
     )
-    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)], asr=asr)
+    return write_summary_files(*summary, speaker, [copy_reference(reference, opts.out)], **extra)
 
 
 def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict | None:
@@ -208,7 +209,8 @@ def run_preprocess(opts: PreprocessOptions, world: World | None = None) -> dict 
     mine = deal(clips, world.rank, world.size, opts.deal_group)
     overrides = read_transcripts(opts.transcripts) if opts.transcripts else {}
     device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed).to(device)
+    comps = load_components(opts.preset, opts.weights_dir, opts.whisper_model, opts.seed, opts.language)
+    comps.to(device)
     settings = run_settings(opts, comps.fingerprints)
     units, sums = _rank_units(opts, world, mine, comps, overrides, settings)
     total = all_reduce_sums(sums, world)  # the one collective of the job

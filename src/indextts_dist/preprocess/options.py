@@ -25,19 +25,24 @@ class PreprocessOptions:
     """Output folder: shards, rejects.jsonl, dataset_info.json, global_conditioning.safetensors."""
     transcripts: Path | None = None
     """CSV `file,text` whose rows override ASR for those files."""
-    preset: Literal["tiny", "mini", "official-v2"] = "tiny"
+    preset: Literal["tiny", "mini", "official-v2", "tiny-v2.5", "official-v2.5"] = "tiny"
     """`tiny` (random weights, tests/demo), `mini` (the size that learns on CPUs; trained here on
-    synthetic speech, not IndexTTS2 quality) or `official-v2` (real weights from `--weights-dir`)."""
+    synthetic speech, not IndexTTS2 quality), `official-v2` (real weights from `--weights-dir`), or
+    the IndexTTS-2.5 ones: `tiny-v2.5` (random weights; `--weights-dir` holds the tiktoken file)
+    and `official-v2.5`."""
     weights_dir: Path | None = None
     """Official weights folder (see README): gpt.pth, bpe.model, wav2vec2bert_stats.pt, w2v-bert-2.0/,
-    semantic_codec/model.safetensors. For `mini`: a folder with a pretrained mini base as `gpt.pth`
+    semantic_codec/model.safetensors (2.5: codec.pth and the tiktoken file instead of the last
+    and bpe.model; `tiny-v2.5` reads only the tiktoken file from it). For `mini`: a folder with a
+    pretrained mini base as `gpt.pth`
     (its conditioning encoders compute the conditioning; default: the seeded random base)."""
     whisper_model: str | None = None
     """faster-whisper model name (`large-v3`, `small.en`, ...) or a local CTranslate2 folder; default:
     the bundled tiny.en (English only, small: real data wants a larger model)."""
     language: str | None = None
     """Language of the clips for ASR (a Whisper code: `en`, `zh`, `de`, ...); default: what the
-    Whisper model implies (`en` for an English-only `*.en` model, detected per clip otherwise)."""
+    Whisper model implies (`en` for an English-only `*.en` model, detected per clip otherwise).
+    The 2.5 presets also take from it the `<|lang|>` token and language row (default `en`)."""
     asr_pack: bool = False
     """Transcribe short clips packed together (up to 28 s of audio per Whisper window, windows decoded
     in batches): 2.6-5x faster ASR on CPU, but fewer fillers and repetitions kept (see
@@ -74,5 +79,5 @@ class PreprocessOptions:
             )
         if not 0 <= self.val_fraction < 1:
             raise InputError("val_fraction must be in [0, 1)")
-        if self.preset == "official-v2" and self.weights_dir is None:
+        if self.preset in ("official-v2", "tiny-v2.5", "official-v2.5") and self.weights_dir is None:
             raise InputError(f"preset {self.preset!r} needs --weights-dir")

@@ -81,12 +81,22 @@ class S2Mel(nn.Module):
             )
         g = self.gpt_layer(gpt_latent)
         s_infer = content_emb + g
-        n = torch.full((s_infer.shape[0],), s_infer.shape[1], dtype=torch.int64)
-        lens = target_lengths(n, speed).to(g.device)
-        cond = self.length_regulator(s_infer, lens)
+        cond, lens = self._regulate(s_infer, speed)
         if trace is not None:
             trace.update(gpt_layer_out=g, S_infer=s_infer, target_lengths=lens, cond=cond)
         return cond
+
+    def content_condition(self, content: torch.Tensor, *, speed: float = 1.0) -> torch.Tensor:
+        """IndexTTS-2.5: the codec's decoded content alone (`EnhancedCodec.decode(codes)`, [1, 2T',
+        1024] at 50 Hz; no GPT latents, no `gpt_layer`) → cond [1, ⌊2T'·1.72 / speed⌋, C]
+        (SPEC_2_5 §5.1, §8)."""
+        return self._regulate(content, speed)[0]
+
+    def _regulate(self, content: torch.Tensor, speed: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The length regulator at the official target length of `content`'s frames."""
+        n = torch.full((content.shape[0],), content.shape[1], dtype=torch.int64)
+        lens = target_lengths(n, speed).to(content.device)
+        return self.length_regulator(content, lens), lens
 
     # duplicates: the sampler's keyword settings repeated: they are S2Mel's public API, passed on
     # unchanged to `CFM.inference` / `euler_cfg_sample`.

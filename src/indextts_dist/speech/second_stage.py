@@ -35,9 +35,10 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from indextts_dist.audio import ClipRejected, load_audio
-from indextts_dist.codec import build_codec, load_codec
+from indextts_dist.codec import EnhancedCodec, build_codec, load_codec
 from indextts_dist.features import SemanticFeatures
 from indextts_dist.model.checkpoint import CheckpointError
+from indextts_dist.model.config import STYLE_DIM
 from indextts_dist.placement import to_host
 from indextts_dist.speech.bigvgan import BIGVGAN_TINY, BigVGAN, BigVGANConfig, build_bigvgan, load_bigvgan
 from indextts_dist.speech.campplus import CAMPPLUS_TINY, CAMPPlus, build_campplus, load_campplus
@@ -49,7 +50,7 @@ from indextts_dist.speech.s2mel_config import s2mel_preset
 from indextts_dist.utils.atomic import atomic_write_bytes
 
 from ..errors import InputError, MissingFileError
-from ..weights_layout import WeightsLayout
+from ..weights_layout import WeightsLayoutV25, weights_layout
 
 __all__ = [
     "MAX_REFERENCE_S",
@@ -214,27 +215,40 @@ class SecondStage:
         return t.to(device=self.device)
 
     # ------------------------------------------------------------------ construction
+    @property
+    def is_v25(self) -> bool:
+        """IndexTTS-2.5's second stage: content from `EnhancedCodec.decode(codes)`, no GPT latents."""
+        return isinstance(self.codec, EnhancedCodec)
+
     @classmethod
     def tiny(cls, seed: int = 0, gpt_dim: int = TINY_GPT_DIM, codec_preset: str = "tiny") -> SecondStage:
         """Seeded random weights at the tiny sizes (64-code codec, GPT width 64, tiny S2Mel etc.);
-        the mini preset's is the same with its GPT width (256) and its 1024-code codec."""
+        the mini preset's is the same with its GPT width (256) and its 1024-code codec. The
+        tiny-v2.5 one has the 25 Hz codec and a 192-wide style: 2.5's GPT projects that very
+        CAMPPlus style (`spk_emb_proj` takes 192), so its CAMPPlus must give the official width."""
         codec = build_codec(codec_preset, seed=seed)
         features = SemanticFeatures.tiny(seed)
+        camp_cfg = CAMPPLUS_TINY
+        s2mel_cfg = replace(s2mel_preset("tiny"), gpt_latent_dim=gpt_dim)
+        if isinstance(codec, EnhancedCodec):
+            camp_cfg = replace(CAMPPLUS_TINY, embedding_size=STYLE_DIM)
+            s2mel_cfg = replace(s2mel_cfg, style_dim=STYLE_DIM)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # The tiny S2Mel preset keeps the reference's 1280-wide gpt_layer; our tiny GPT emits 64.
-            s2mel = build_s2mel(replace(s2mel_preset("tiny"), gpt_latent_dim=gpt_dim))
-            campplus = build_campplus(CAMPPLUS_TINY)
+            s2mel = build_s2mel(s2mel_cfg)
+            campplus = build_campplus(camp_cfg)
             bigvgan = build_bigvgan(BIGVGAN_TINY)
         return cls(codec, features, s2mel, campplus, bigvgan)
 
     @classmethod
-    def official(cls, weights_dir: str | Path) -> SecondStage:
-        """Load the released files from `weights_dir` (layout in the module docstring)."""
-        layout = WeightsLayout(Path(weights_dir))
+    def official(cls, weights_dir: str | Path, preset: str = "official-v2") -> SecondStage:
+        """Load the released files from `weights_dir` (layout in the module docstring); preset
+        `official-v2.5`: the same S2Mel/CAMPPlus/BigVGAN files with 2.5's `codec.pth`."""
+        layout = weights_layout(preset, weights_dir)
         s2mel_path, campplus_path = layout.s2mel, layout.campplus
         bigvgan_dir, bigvgan_path = layout.bigvgan_dir, layout.bigvgan_generator
-        codec_path = layout.semantic_codec
+        codec_path = layout.codec if isinstance(layout, WeightsLayoutV25) else layout.semantic_codec
         w2v_config = layout.w2v_bert_dir / "config.json"
         for path in (s2mel_path, campplus_path, bigvgan_path, codec_path, w2v_config):
             if not path.is_file():
@@ -251,7 +265,7 @@ class SecondStage:
         cfg_path = bigvgan_dir / "config.json"
         bcfg = BigVGANConfig.from_dict(json.loads(cfg_path.read_text())) if cfg_path.is_file() else None
         bigvgan = load_bigvgan(bigvgan_path, bcfg)
-        codec = load_codec(codec_path, "official-v2")
+        codec = load_codec(codec_path, "official-v2.5" if isinstance(layout, WeightsLayoutV25) else preset)
         features = SemanticFeatures.official(weights_dir)
         return cls(codec, features, s2mel, campplus, bigvgan)
 
@@ -289,7 +303,10 @@ class SecondStage:
         ref_mel = log_mel(wav_22k[None])  # [1, 80, T_ref]
         feats = self.features(wav_16k.numpy())  # [N_ref, 1024]
         with self._precision():
-            _, s_ref = self.codec.quantize(self._place(feats[None]))  # [1, N_ref, 1024]
+            if self.is_v25:  # 2.5 regulates the reference's w2v-BERT features themselves (SPEC_2_5 §8)
+                s_ref = self._place(feats[None])
+            else:
+                _, s_ref = self.codec.quantize(self._place(feats[None]))  # [1, N_ref, 1024]
             prompt = self.s2mel.prompt_condition(s_ref, ref_mel.shape[-1])  # [1, T_ref, C]
         return ref_mel[0], prompt[0]
 
@@ -327,7 +344,7 @@ class SecondStage:
     def mel(
         self,
         codes: torch.Tensor,
-        gpt_latents: torch.Tensor,
+        gpt_latents: torch.Tensor | None,
         emb: SpeakerEmbeddings,
         *,
         steps: int = DEFAULT_STEPS,
@@ -336,15 +353,14 @@ class SecondStage:
         speed: float = 1.0,
     ) -> torch.Tensor:
         """codes [N], gpt_latents [N, D] → generated mel [1, 80, ⌊1.72·N⌋] (prompt frames removed);
-        `speed` ≠ 1 makes it ⌊1.72·N / speed⌋ frames (`length_regulator.target_lengths`)."""
+        `speed` ≠ 1 makes it ⌊1.72·N / speed⌋ frames (`length_regulator.target_lengths`).
+        2.5 (`is_v25`): 25 Hz codes, `gpt_latents` unused (None), the content is
+        `codec.decode(codes)` [1, 2N, 1024] and the mel has ⌊2N·1.72 / speed⌋ frames."""
         codes = torch.as_tensor(codes)
         if codes.dim() != 1 or codes.numel() == 0:
             raise ValueError(f"codes must be a non-empty [N] tensor, got shape {list(codes.shape)}")
-        if gpt_latents.dim() != 2 or gpt_latents.shape[0] != codes.shape[0]:
-            raise ValueError(f"gpt_latents must be [N={codes.shape[0]}, D], got {list(gpt_latents.shape)}")
-        width = self.s2mel.gpt_layer[0].in_features
-        if gpt_latents.shape[1] != width:
-            raise ValueError(f"gpt_latents have width {gpt_latents.shape[1]}, gpt_layer expects {width}")
+        if not self.is_v25:
+            self._check_latents(codes, gpt_latents)
         if emb.style.shape[0] != self.s2mel.cfg.style_dim:
             raise ValueError(
                 f"style width {emb.style.shape[0]} != S2Mel style_dim {self.s2mel.cfg.style_dim}"
@@ -356,10 +372,15 @@ class SecondStage:
         # The CFM noise is drawn in float32 by a generator on the stage's device and rounded to its
         # dtype, so a half-precision render starts from the float32 render's noise, rounded.
         with self._precision():
-            content = codes_to_content(self.codec, self._place(codes.long())[None])  # [1, N, 1024]
-            cond = self.s2mel.generated_condition(
-                self._place(content), self._place(gpt_latents)[None], speed=speed
-            )
+            if self.is_v25:
+                content = self.codec.decode(self._place(codes.long())[None])  # [1, 2N, 1024]
+                cond = self.s2mel.content_condition(self._place(content), speed=speed)
+            else:
+                assert gpt_latents is not None
+                content = codes_to_content(self.codec, self._place(codes.long())[None])  # [1, N, 1024]
+                cond = self.s2mel.generated_condition(
+                    self._place(content), self._place(gpt_latents)[None], speed=speed
+                )
             mu = torch.cat([self._place(emb.prompt_condition)[None], cond], dim=1)
             generator = torch.Generator(device=self.device).manual_seed(seed)
             mel_full = self.s2mel.cfm.inference(
@@ -372,16 +393,30 @@ class SecondStage:
             )
         return mel_full[..., emb.ref_mel.shape[-1] :]
 
+    def _check_latents(self, codes: torch.Tensor, gpt_latents: torch.Tensor | None) -> None:
+        """v2's S2Mel input: one GPT latent per code, as wide as `gpt_layer` takes."""
+        if gpt_latents is None or gpt_latents.dim() != 2 or gpt_latents.shape[0] != codes.shape[0]:
+            shape = None if gpt_latents is None else list(gpt_latents.shape)
+            raise ValueError(f"gpt_latents must be [N={codes.shape[0]}, D], got {shape}")
+        width = self.s2mel.gpt_layer[0].in_features
+        if gpt_latents.shape[1] != width:
+            raise ValueError(f"gpt_latents have width {gpt_latents.shape[1]}, gpt_layer expects {width}")
+
+    def content_frames(self, codes: int) -> int:
+        """Content frames S2Mel regulates for `codes` codes: N (v2), 2N (2.5's decode at 50 Hz)."""
+        return 2 * codes if self.is_v25 else codes
+
     @torch.no_grad()
     def synthesize(
-        self, codes: torch.Tensor, gpt_latents: torch.Tensor, emb: SpeakerEmbeddings, **sampling: Any
+        self, codes: torch.Tensor, gpt_latents: torch.Tensor | None, emb: SpeakerEmbeddings, **sampling: Any
     ) -> torch.Tensor:
         """→ float32 waveform [⌊1.72·N⌋ · 256] at 22 050 Hz, in [-1, 1], on this stage's device;
         `sampling` are `mel`'s settings (steps, cfg_rate, seed, speed)."""
         mel = self.mel(codes, gpt_latents, emb, **sampling)
         with self._precision():
             wav = self.bigvgan(self._place(mel))[0, 0]
-        expected = int(target_lengths(int(codes.shape[0]), sampling.get("speed", 1.0))) * 256
+        frames = self.content_frames(int(codes.shape[0]))
+        expected = int(target_lengths(frames, sampling.get("speed", 1.0))) * 256
         if wav.shape[0] != expected:  # pragma: no cover - guaranteed by the 256x vocoder
             raise RuntimeError(f"vocoder produced {wav.shape[0]} samples, expected {expected}")
         return wav.float().contiguous()

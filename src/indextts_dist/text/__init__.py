@@ -10,6 +10,7 @@ from ..pattern_markers import PATTERN_MARKERS
 from .multilingual import (
     LANGUAGE_DICT,
     OFFICIAL_TIKTOKEN_SHA256,
+    LanguageTokenizer,
     MultilingualTokenizer,
     apply_pronunciation_annotations,
     language_id,
@@ -46,6 +47,7 @@ __all__ = [
     "PATTERN_MARKERS",
     "TINY_CORPUS",
     "TINY_VOCAB_SIZE",
+    "LanguageTokenizer",
     "MultilingualTokenizer",
     "TextNormalizer",
     "TextTokenizer",

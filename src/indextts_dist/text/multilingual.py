@@ -38,6 +38,7 @@ __all__ = [
     "COMMON_LANGUAGE",
     "LANGUAGE_DICT",
     "OFFICIAL_TIKTOKEN_SHA256",
+    "LanguageTokenizer",
     "MultilingualTokenizer",
     "apply_pronunciation_annotations",
     "language_id",
@@ -232,3 +233,68 @@ class MultilingualTokenizer:
 
     def __repr__(self) -> str:
         return f"MultilingualTokenizer({str(self.vocab_path)!r}, vocab_size={self.vocab_size})"
+
+
+class LanguageTokenizer:
+    """The 2.5 front end bound to one language: the interface every pipeline stage already uses for
+    v2's `TextTokenizer` (`prepare`, `encode`, `encode_prepared`, `unk_share`, `sha256`,
+    `vocab_size`), plus the language's `lang_embedding` row (`language_id`) the 2.5 GPT needs.
+
+    A dataset is one speaker in one language (`preprocess --language`), so binding the language
+    once keeps every stage's text handling the same call for both model versions."""
+
+    def __init__(self, tokenizer: MultilingualTokenizer, language: str) -> None:
+        self.tokenizer = tokenizer
+        self.language = language.lower()
+        self.language_id = language_id(self.language)
+
+    @classmethod
+    def from_file(cls, vocab_path: str | os.PathLike[str], language: str) -> LanguageTokenizer:
+        return cls(MultilingualTokenizer(vocab_path), language)
+
+    def prepare(self, text: str) -> str:
+        return self.tokenizer.prepare(text, self.language)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, self.language)
+
+    def encode_prepared(self, prepared: str) -> list[int]:
+        """The ids the GPT sees between its start and stop ids (language prefix included)."""
+        return self.tokenizer.encode_prepared(prepared, self.language)
+
+    def unk_share(self, ids: Sequence[int]) -> float:
+        """Always 0: a byte-level vocabulary spells every text, there is no `<unk>` to count."""
+        return 0.0
+
+    @property
+    def prefix_length(self) -> int:
+        """Ids the `<|lang|>` prefix takes before the text (its trailing space joins the first word):
+        what a segment's token limit leaves out for it."""
+        return len(self.tokenizer.official_ids("", self.language)) - 1
+
+    def body_ids(self, prepared: str) -> list[int]:
+        """The official encoding of `prefix + prepared` without the prefix ids (0s and 1s kept, so
+        `!` still marks a sentence end when splitting)."""
+        return self.tokenizer.official_ids(prepared, self.language)[self.prefix_length :]
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return self.tokenizer.pieces(ids)
+
+    def encode_body(self, ids: Sequence[int]) -> list[int]:
+        """One segment (a slice of `body_ids`) as the GPT sees it: its text encoded again behind
+        the language prefix, as the official front end encodes each segment."""
+        return self.encode_prepared(self.tokenizer.decode(ids).strip())
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def sha256(self) -> str:
+        return self.tokenizer.sha256
+
+    def __repr__(self) -> str:
+        return f"LanguageTokenizer({self.tokenizer!r}, language={self.language!r})"

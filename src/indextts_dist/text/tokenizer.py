@@ -34,6 +34,9 @@ class TokenizerError(UserError, ValueError):
 class TextTokenizer:
     """Normalizing SentencePiece tokenizer, equivalent to the official ``TextTokenizer``."""
 
+    language_id: int | None = None
+    """v2 has no language embedding (2.5's `LanguageTokenizer` carries its row here)."""
+
     def __init__(self, model_path: str | os.PathLike[str], normalizer: TextNormalizer | None = None) -> None:
         self.model_path = Path(model_path)
         try:

@@ -4,7 +4,8 @@
 adapter/adapter_config.json, adapter/adapter_model.safetensors   PEFT LoRA adapter (method "lora"),
 adapter/gpt_weights.safetensors                                  or the whole fine-tuned GPT (method "full")
 global_conditioning.safetensors                                  the ONE conditioning it was trained with
-tokenizer/bpe.model                                              SentencePiece model
+tokenizer/bpe.model                                              SentencePiece model (v2), or
+tokenizer/vocab.tiktoken                                         2.5's tiktoken vocabulary
 gpt_config.json                                                  the GPT stage's config (official keys)
 speaker_embeddings.safetensors                                   second-stage speaker features (optional)
 reference/*                                                      the speaker's reference clip(s)
@@ -56,6 +57,7 @@ __all__ = [
     "MISSING",
     "PYFUNC_MODEL_CONFIG",
     "SPEAKER_EMBEDDINGS_FILE",
+    "TIKTOKEN_FILE",
     "TOKENIZER_FILE",
     "PackageError",
     "PackageFiles",
@@ -82,6 +84,8 @@ FULL_WEIGHTS_FILE = "gpt_weights.safetensors"
 METHODS = ("lora", "full")
 CONDITIONING_KINDS = ("global", "per-clip")
 TOKENIZER_FILE = "tokenizer/bpe.model"
+TIKTOKEN_FILE = "tokenizer/vocab.tiktoken"
+"""A 2.5 package's copy of the tiktoken vocabulary (the manifest's `tokenizer.file` says which)."""
 CONFIG_FILE = "gpt_config.json"
 SPEAKER_EMBEDDINGS_FILE = "speaker_embeddings.safetensors"
 """Second-stage speaker features (CAMPPlus style, ref_mel, prompt_condition); optional."""
@@ -95,6 +99,9 @@ class ModelConfig(Protocol):
     """What packaging needs of the GPT config (`model.GPTConfig`), named without importing it."""
 
     number_text_tokens: int
+
+    @property
+    def version(self) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -121,6 +128,7 @@ def package_model(
     label: str | None = None,
     method: str = "lora",
     conditioning_kind: str = "global",
+    language: str | None = None,
 ) -> Path:
     """Validate the inputs, then write the package folder atomically; returns `out_dir`.
 
@@ -128,7 +136,8 @@ def package_model(
     conditioning, where preprocess writes both). `label` is the note every output of this model
     carries (`model.TINY_LABEL` for the tiny preset's random weights); the caller knows what its
     preset means, the format only records it. `method` "full": `adapter_dir` holds
-    FULL_WEIGHTS_FILE instead of a PEFT adapter."""
+    FULL_WEIGHTS_FILE instead of a PEFT adapter. A 2.5 model (`gpt_config.version` "v2.5") packs
+    its tiktoken vocabulary and the dataset's text `language` (its `<|lang|>` and language row)."""
     out_dir = Path(out_dir)
     adapter_dir = Path(adapter_dir)
     if method not in METHODS or conditioning_kind not in CONDITIONING_KINDS:
@@ -142,7 +151,10 @@ def package_model(
     # The conditioning module's own reader: a one-line ConditioningError if it does not fit the model.
     conditioning_metadata = load_conditioning(conditioning_path, gpt_config).metadata  # type: ignore[arg-type]
     _check_conditioning_base(conditioning_metadata, base_fingerprint, conditioning_path)
-    tokenizer = _tokenizer_summary(Path(tokenizer_path))
+    version = gpt_config.version
+    if (version == "v2.5") != (language is not None):
+        raise PackageError(f"a {version} package {'needs' if language is None else 'takes no'} text language")
+    tokenizer = _tokenizer_summary(Path(tokenizer_path), version)
     info_path = Path(dataset_info_path or Path(conditioning_path).with_name(INFO_FILE))
     _check_tokenizer(tokenizer["sha256"], Path(tokenizer_path), dataset_info, info_path)
     if tokenizer["vocab_size"] > gpt_config.number_text_tokens:
@@ -163,7 +175,7 @@ def package_model(
             shutil.copyfile(adapter_dir / name, tmp / ADAPTER_DIR / name)
         shutil.copyfile(conditioning_path, tmp / CONDITIONING_FILE)
         (tmp / TOKENIZER_FILE).parent.mkdir()
-        shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        shutil.copyfile(tokenizer_path, tmp / tokenizer["file"])
         atomic_write_text(tmp / CONFIG_FILE, json.dumps(gpt_config.to_dict(), indent=1) + "\n")
         (tmp / "reference").mkdir()
         clip_names = _copy_clips(clips, tmp / "reference")
@@ -175,6 +187,8 @@ def package_model(
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "indextts_dist_version": installed_version(),
             "preset": preset,
+            "model_version": version,
+            "language": language,
             "seed": int(seed),
             "base_fingerprint": base_fingerprint,
             "label": label,
@@ -209,16 +223,26 @@ def _check_conditioning_base(metadata: dict[str, str], want: str, path: str | Pa
         raise PackageError(str(exc)) from exc
 
 
-def _tokenizer_summary(path: Path) -> dict[str, Any]:
-    """sha256 and piece count of a SentencePiece model, read with sentencepiece itself (the text
-    front end is model code this module does not import)."""
+def _tokenizer_summary(path: Path, version: str = "v2") -> dict[str, Any]:
+    """sha256, piece count and packaged name of the vocabulary: a SentencePiece model read with
+    sentencepiece itself (v2), or 2.5's tiktoken file, whose `base64 rank` lines are its mergeable
+    ranks (the text front end is model code this module does not import)."""
+    if version == "v2.5":
+        try:
+            lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+        except OSError as exc:
+            raise PackageError(f"{path}: not a readable tiktoken vocabulary ({_first_line(exc)})") from None
+        if not lines or any(len(line.split()) != 2 for line in lines):
+            raise PackageError(f"{path}: not a tiktoken vocabulary (lines of `base64 rank`)")
+        return {"sha256": file_sha256(path), "vocab_size": len(lines), "file": TIKTOKEN_FILE}
     try:
         blob = path.read_bytes()
         processor = spm.SentencePieceProcessor()
         processor.LoadFromSerializedProto(blob)
     except Exception as exc:  # OSError, or sentencepiece's RuntimeError/OSError on a bad file
         raise PackageError(f"{path}: not a readable SentencePiece model ({_first_line(exc)})") from None
-    return {"sha256": file_sha256(path), "vocab_size": int(processor.get_piece_size())}
+    pieces = int(processor.get_piece_size())
+    return {"sha256": file_sha256(path), "vocab_size": pieces, "file": TOKENIZER_FILE}
 
 
 def _check_tokenizer(sha256: str, path: Path, dataset_info: dict[str, Any] | None, info_path: Path) -> None:
@@ -363,7 +387,9 @@ class PackageFiles:
 
     @property
     def tokenizer(self) -> Path:
-        return self.root / TOKENIZER_FILE
+        """The packaged vocabulary: 2.5's tiktoken copy when there is one, else bpe.model."""
+        tiktoken = self.root / TIKTOKEN_FILE
+        return tiktoken if tiktoken.is_file() else self.root / TOKENIZER_FILE
 
     @property
     def gpt_config(self) -> Path:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from ..conditioning import check_speaker_embeddings, load_conditioning
 from ..dataset import SPEAKER_EMBEDDINGS_FILE, DatasetError, DatasetManifest
-from ..model import RANDOM_PRESETS, preset, preset_label
+from ..model import is_random_preset, preset, preset_label
 from ..text import tiny_model_path
 from ..tracking import MetricsLogger, package_model, register_package
-from ..weights_layout import WeightsLayout
+from ..weights_layout import WeightsLayout, WeightsLayoutV25
 from .loop import Trainer, TrainResult
 from .options import TrainOptions
 
@@ -77,12 +77,22 @@ def _reference_clips(manifest: DatasetManifest) -> list[Path]:
     return [p for p in old if p.is_file()]
 
 
+def _tokenizer_file(opts: TrainOptions) -> Path:
+    """The vocabulary the dataset's text ids were made with: 2.5's tiktoken file, the tiny BPE, or
+    the official bpe.model."""
+    if preset(opts.preset).is_v25:
+        return WeightsLayoutV25(Path(str(opts.weights_dir))).tiktoken
+    if is_random_preset(opts.preset):
+        return tiny_model_path()
+    return WeightsLayout(Path(str(opts.weights_dir))).bpe
+
+
 def _package(
     opts: TrainOptions, trainer: Trainer, result: TrainResult, speaker: Path | None, clips: list[Path]
 ) -> Path:
     chosen, selection = choose_checkpoint(result, opts.tracking.select)
     info = trainer.manifest.info
-    tokenizer = tiny_model_path() if opts.preset in RANDOM_PRESETS else WeightsLayout(opts.weights_dir).bpe
+    tokenizer = _tokenizer_file(opts)
     path = package_model(
         opts.out / "model",
         adapter_dir=chosen / "adapter",
@@ -100,6 +110,7 @@ def _package(
         label=preset_label(opts.preset),
         method=opts.method,
         conditioning_kind=opts.conditioning,
+        language=info.get("text_language"),
     )
     print(f"[train] packaged {chosen.name} ({selection['why']}, val loss {selection['val_loss']}) -> {path}",
           file=sys.stderr)  # fmt: skip

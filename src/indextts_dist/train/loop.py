@@ -29,9 +29,8 @@ from ..conditioning import check_base, load_conditioning
 from ..dataset import DatasetError, DatasetManifest, load_manifest
 from ..errors import DivergedError
 from ..lora import apply_lora
-from ..model import base_fingerprint, build_model, preset
-from ..model.unified_voice import UnifiedVoice
-from ..weights_layout import WeightsLayout
+from ..model import base_fingerprint, base_weights_file, build_model, preset
+from ..model.unified_voice import MelPositions, UnifiedVoice
 from .batching import Batch
 from .checkpoints import TrainState, latest_checkpoint, prune_checkpoints, read_state, save_checkpoint
 from .engine import describe, make_accelerator, zero_stage
@@ -54,12 +53,24 @@ class PatternTrainModel(nn.Module):
     brings each sample's own latents and emotion vector instead, and its prefix is built from them by
     the same `build_prefix`."""
 
-    def __init__(self, peft_model: nn.Module, prefix: torch.Tensor, text_weight: float, mel_weight: float):
+    def __init__(
+        self,
+        peft_model: nn.Module,
+        prefix: torch.Tensor,
+        text_weight: float,
+        mel_weight: float,
+        language_id: int | None = None,
+        mel_positions: MelPositions = "training",
+    ):
         super().__init__()
         self.peft = peft_model
         """The PEFT-wrapped GPT (method lora) or the GPT itself (method full)."""
         self.register_buffer("prefix", prefix.detach().clone(), persistent=False)
         self.text_weight, self.mel_weight = text_weight, mel_weight
+        self.language_id = language_id
+        """2.5: the dataset's `lang_embedding` row, added to every text position as inference adds
+        it (SPEC_2_5 §5.2); None for v2."""
+        self.mel_positions: MelPositions = mel_positions
 
     @property
     def gpt(self) -> UnifiedVoice:
@@ -69,7 +80,11 @@ class PatternTrainModel(nn.Module):
         self, text_ids, text_lengths, codes, code_lengths, cond_latents=None, emo_vec=None
     ) -> LossParts:
         prefix = self.prefix if cond_latents is None else self.gpt.build_prefix(cond_latents, emo_vec)
-        out = self.gpt.forward_packed(prefix, text_ids, text_lengths, codes, code_lengths)
+        langs = None
+        if self.language_id is not None:
+            langs = torch.full((text_ids.size(0),), self.language_id, device=text_ids.device)
+        out = self.gpt.forward_packed(prefix, text_ids, text_lengths, codes, code_lengths, langs,
+                                      self.mel_positions)  # fmt: skip
         return pattern_loss(out, text_lengths, code_lengths, self.text_weight, self.mel_weight)
 
     def trainable(self) -> list[nn.Parameter]:
@@ -129,7 +144,13 @@ def _configure_deepspeed(accelerator: Accelerator, opts: TrainOptions) -> None:
 
 def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainModel, str]:
     cfg = preset(opts.preset)
-    weights = WeightsLayout(opts.weights_dir).gpt if opts.weights_dir else None
+    weights = base_weights_file(opts.preset, opts.weights_dir)
+    if cfg.is_v25 and manifest.language_id is None:
+        raise DatasetError(f"{manifest.root}: preprocessed for IndexTTS-2 (no text_language_id); "
+                           f"preprocess it with {opts.preset!r} to train that preset")  # fmt: skip
+    if not cfg.is_v25 and manifest.language_id is not None:
+        raise DatasetError(f"{manifest.root}: preprocessed for IndexTTS-2.5 (2.5 text ids and codes); "
+                           f"train it with a -v2.5 preset, not {opts.preset!r}")  # fmt: skip
     cond = load_conditioning(manifest.conditioning_path, cfg)
     fingerprint = base_fingerprint(opts.preset, weights, seed=opts.seed)
     named = str(weights) if weights else f"the {opts.preset} preset, --seed {opts.seed}"
@@ -142,7 +163,8 @@ def _build(opts: TrainOptions, manifest: DatasetManifest) -> tuple[PatternTrainM
         trained: nn.Module = base.requires_grad_(True)
     else:
         trained = apply_lora(base, opts.lora)
-    module = PatternTrainModel(trained, prefix, opts.optim.text_weight, opts.optim.mel_weight)
+    module = PatternTrainModel(trained, prefix, opts.optim.text_weight, opts.optim.mel_weight,
+                               manifest.language_id, opts.mel_positions)  # fmt: skip
     return module, fingerprint
 
 

@@ -58,12 +58,14 @@ class TrainOptions:
     """Preprocess output folder (shards, dataset_info.json, global conditioning)."""
     out: Path
     """Run folder: checkpoints and the packaged model."""
-    preset: Literal["tiny", "mini", "official-v2"] = "tiny"
+    preset: Literal["tiny", "mini", "official-v2", "tiny-v2.5", "official-v2.5"] = "tiny"
     """`tiny` (random weights, tests/demo), `mini` (4 × 256, learns on CPUs; trained here on
-    synthetic speech, not IndexTTS2 quality) or `official-v2` (real weights from `--weights-dir`)."""
+    synthetic speech, not IndexTTS2 quality), `official-v2` (real weights from `--weights-dir`),
+    or IndexTTS-2.5's `tiny-v2.5` (random weights) and `official-v2.5`."""
     weights_dir: Path | None = None
     """Official weights folder (gpt.pth, bpe.model, ...); needed by `official-v2`; for `mini`, a
-    folder holding a pretrained mini base as `gpt.pth` (default: its seeded random weights)."""
+    folder holding a pretrained mini base as `gpt.pth` (default: its seeded random weights); the
+    2.5 presets read the tiktoken vocabulary from it (tiny-v2.5: only that)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """The adapter (its own `--lora-*` flags)."""
     optim: OptimSettings = field(default_factory=OptimSettings)
@@ -90,8 +92,13 @@ class TrainOptions:
     """lora: train the adapter on the frozen GPT; full: fine-tune every GPT weight (pretraining a
     small base, the community trainers' way); the package then holds the whole GPT."""
 
+    mel_positions: Literal["training", "official"] = "training"
+    """Mel positions of the teacher-forced pass: `training` (0, 1, 2, ... as the official forward)
+    or `official` (the one-slot skip official inference gives every generated code, SPEC_2_5
+    §5.3); whether 2.5 was trained with the skip is not known (SPEC_2_5 §7)."""
+
     def __post_init__(self) -> None:
-        if self.preset == "official-v2" and self.weights_dir is None:
+        if self.preset in ("official-v2", "tiny-v2.5", "official-v2.5") and self.weights_dir is None:
             raise InputError(f"preset {self.preset!r} needs --weights-dir")
         if self.optim.epochs < 1 or self.optim.grad_accum < 1:
             raise InputError("epochs and grad_accum must be >= 1")
@@ -101,7 +108,8 @@ class TrainOptions:
     def to_params(self) -> dict[str, object]:
         """Flat name -> value, for MLflow params and the packaged manifest."""
         flat: dict[str, object] = {"preset": self.preset, "seed": self.seed, "save_every": self.save_every,
-                                   "conditioning": self.conditioning, "method": self.method}  # fmt: skip
+                                   "conditioning": self.conditioning, "method": self.method,
+                                   "mel_positions": self.mel_positions}  # fmt: skip
         flat.update({f"lora_{k}": v for k, v in self.lora.to_dict().items()})
         flat.update(asdict(self.optim))
         flat.update({"select": self.tracking.select, "num_workers": self.num_workers})
