@@ -47,3 +47,9 @@ def test_the_readme_layout_lists_the_same_files():
     for name, path in FILES.items():
         if not name.endswith("_dir"):
             assert str(path.relative_to("/w")) in block or path.name in block, name
+    v25 = readme[readme.index("## IndexTTS-2.5") :]
+    v25 = v25[v25.index("weights25/\n") : v25.index("```", v25.index("weights25/\n"))]
+    used_by_v25 = [*V25_FILES, "gpt", "w2v_bert_stats", "s2mel", "campplus", "bigvgan_generator"]
+    layout = WeightsLayoutV25(Path("/w"))
+    for name in used_by_v25:
+        assert str(getattr(layout, name).relative_to("/w")) in v25, name
