@@ -348,7 +348,7 @@ def test_per_clip_run_resumes_from_an_epoch_checkpoint_with_the_same_losses(per_
     for k, loss in resumed.items():
         assert abs(loss - reference[k]) <= 1e-5, (k, loss, reference[k])
     layout = read_state(first_epoch).layout
-    with pytest.raises(ResumeMismatch, match="--conditioning per-clip -> global, --method full -> lora"):
+    with pytest.raises(ResumeMismatch, match="--conditioning per-clip -> global; --method full -> lora"):
         check_resumable(first_epoch, layout, {**layout, "conditioning": "global", "method": "lora"})
     older = {k: v for k, v in layout.items() if k not in ("conditioning", "method")}
     check_resumable(first_epoch, older, {**layout, "conditioning": "global", "method": "lora"})  # defaults
