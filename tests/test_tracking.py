@@ -344,10 +344,24 @@ def test_fetch_and_download_give_the_package(
 
     # mlflow 3.17 resolves models:/NAME@ALIAS through the GLOBAL registry URI, even when
     # download_artifacts gets tracking_uri= and registry_uri= (it would open ./mlflow.db instead).
+    # (and on mlflow's own tracking and registry URIs, restored after the test: mlflow.set_registry_uri, which
+    # mlflow calls itself, writes a module global and $MLFLOW_REGISTRY_URI, and a module that ran
+    # before this one in the same process may have left both pointing at its stopped server)
+    from mlflow.tracking._model_registry import utils as registry_utils
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
-    raw = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=registered.alias_uri, dst_path=str(tmp_path / "raw"))
-    )
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", server.uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", server.uri)
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(server.uri)  # mlflow-artifacts:/ paths resolve against it
+    try:
+        raw = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=registered.alias_uri, dst_path=str(tmp_path / "raw")
+            )
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
     files = {p.relative_to(raw).as_posix() for p in raw.rglob("*") if p.is_file()}
     assert {"MLmodel", "pyfunc_model.py", "requirements.txt"} <= files
     assert f"artifacts/{package.name}/adapter/adapter_model.safetensors" in files
