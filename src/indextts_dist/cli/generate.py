@@ -46,6 +46,20 @@ DECODING_INTERNAL = ("do_sample", "length_penalty", "penalize_prompt_ids", "use_
 """Settings that define the official decoding itself (or its validation baseline): not flags."""
 
 
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """Where a registered model comes from: the tracking server, the official base weights and the
+    download cache (`infer` and `serve` take the same three)."""
+    p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--weights-dir", type=Path, help="official base weights (default: $INDEXTTS_WEIGHTS_DIR)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(".cache/indextts-dist-models"),
+        help="where registry models are downloaded, one folder per version "
+        "(default: .cache/indextts-dist-models)",
+    )
+
+
 def add_decoding_args(p: argparse.ArgumentParser) -> None:
     """Every decoding setting is an option, derived from `DecodingConfig` (help = its docstrings);
     defaults are the official ones (SPEC §f), except that the command line fixes the seed at 0 so

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..inference.segment import MAX_SEGMENT_TOKENS
 from .generate import (
     add_decoding_args,
+    add_model_source_args,
     add_placement_args,
     add_reference_clip_arg,
     decoding_from_args,
@@ -25,14 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
     p.add_argument("--texts", type=Path, help="file with one text per line")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI)")
-    p.add_argument("--weights-dir", type=Path, help="official base weights (default: $INDEXTTS_WEIGHTS_DIR)")
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(".cache/indextts-dist-models"),
-        help="where registry models are downloaded (default: .cache/indextts-dist-models)",
-    )
+    add_model_source_args(p)
     p.add_argument(
         "--segment-tokens", type=int, default=MAX_SEGMENT_TOKENS, help="longest text segment (official: 120)"
     )

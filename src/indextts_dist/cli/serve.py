@@ -7,13 +7,18 @@ import argparse
 import logging
 import os
 import socket
-from pathlib import Path
 
 from ..errors import InputError
 from ..inference.loaded import DEFAULT_BATCH_SIZE
 from ..inference.segment import MAX_SEGMENT_TOKENS
 from .dataclass_args import add_dataclass_arguments, dataclass_from_args
-from .generate import add_decoding_args, add_placement_args, decoding_from_args, placement_from_args
+from .generate import (
+    add_decoding_args,
+    add_model_source_args,
+    add_placement_args,
+    decoding_from_args,
+    placement_from_args,
+)
 
 API_KEY_ENV = "INDEXTTS_API_KEY"
 
@@ -25,14 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    p.add_argument("--mlflow-uri", help="tracking server (default: $MLFLOW_TRACKING_URI)")
-    p.add_argument("--weights-dir", type=Path, help="official base weights (default: $INDEXTTS_WEIGHTS_DIR)")
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(".cache/indextts-dist-models"),
-        help="where registry models are downloaded, one folder per version",
-    )
+    add_model_source_args(p)
     p.add_argument(
         "--segment-tokens",
         type=int,
