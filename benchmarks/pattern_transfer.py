@@ -30,7 +30,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from indextts_dist.corpus.speakers import FLUENT, HESITANT, sentences, speaker_corpus
@@ -67,8 +67,9 @@ class Size:
     max_codes: int
 
 
-FULL = Size(1200, 100, 4, 8, 30, 3, 3, 12, ("markers", "plain"), 600)
+FULL = Size(1000, 100, 4, 8, 20, 3, 3, 10, ("markers", "plain"), 400)
 QUICK = Size(12, 6, 1, 1, 1, 1, 1, 2, ("markers",), 60)
+SIZE_FLAGS = ("base_clips", "target_clips", "base_epochs", "adapter_epochs", "seeds", "eval_seeds", "texts")
 
 
 def log(line: str) -> None:
@@ -100,14 +101,29 @@ def base_corpus(out: Path, n: int) -> Path:
     return write_csv(out / "transcripts.csv", rows)
 
 
+def stage_done(stamp: Path, params: object) -> bool:
+    """True when this stage already finished with exactly these parameters (a re-run picks up there)."""
+    return stamp.is_file() and stamp.read_text() == json.dumps(params, sort_keys=True, default=str)
+
+
+def mark_done(stamp: Path, params: object) -> None:
+    atomic_write_text(stamp, json.dumps(params, sort_keys=True, default=str))
+
+
 def train(args: list[str], log_file: Path) -> None:
-    """`launch/train.py` in its own process (one Accelerator per job)."""
+    """`launch/train.py` in its own process (one Accelerator per job); skipped when it already ran
+    with the same arguments (its stamp beside the log), so an interrupted run resumes stage by stage."""
+    stamp = log_file.with_suffix(".done")
+    if stage_done(stamp, args):
+        log(f"reusing {log_file.stem} (already trained with these arguments)")
+        return
     cmd = [sys.executable, str(REPO / "launch" / "train.py"), *args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as fh:
         res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ), check=False)
     if res.returncode != 0:
         raise SystemExit(f"training failed (exit {res.returncode}); see {log_file}")
+    mark_done(stamp, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,15 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora-rank", type=int, default=32, help="adapter rank (the guide's 32)")
     p.add_argument("--learning-rate", type=float, default=5e-4, help="adapter learning rate")
     p.add_argument("--base-learning-rate", type=float, default=1e-3, help="base pretraining learning rate")
+    for name in SIZE_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the size's {name}")
     args = p.parse_args(argv)
     size = QUICK if args.quick else FULL
+    size = replace(size, **{k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None})
     out: Path = args.out
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. the fluent base corpus and the mini base pretrained on it
     log(f"base corpus: {size.base_clips} fluent clips over {sum(map(len, BASE_VOICES.values()))} voices")
-    csv = base_corpus(out / "base_corpus", size.base_clips)
+    csv = out / "base_corpus" / "transcripts.csv"
+    if not stage_done(out / "base_corpus.done", size.base_clips):
+        base_corpus(out / "base_corpus", size.base_clips)
+        mark_done(out / "base_corpus.done", size.base_clips)
     run_preprocess(
         PreprocessOptions(
             audio_dir=out / "base_corpus" / "audio", out=out / "base_data", transcripts=csv, preset="mini"
@@ -237,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = list(HELD_OUT_TEXTS[: size.texts])
     reference = sorted(c.path for c in held)[0]
     rows: list[dict] = []
+    base_sides: dict = {}  # the base under one conditioning and decoding is generated once, not per adapter
     for name, (kind, variant, seed, package) in runs.items():
         for positions in ("official", "training") if kind == "v2" else ("official",):
             model = LoadedModel.load(package, weights_dir=base_dir, device=args.device)
@@ -249,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 uri=str(package),
                 resamples=500,
             )
-            report = evaluate_model(model, opts, log=log)
+            report = evaluate_model(model, opts, log=log, base_cache=base_sides)
             rows.append(
                 {
                     "model": kind,

@@ -191,3 +191,28 @@ def test_render_speaks_both_sides_through_the_second_stage_and_measures_them(
         (unit,) = report["audio_units"][side]
         assert unit["clips"] == 1 and unit["reference_words"] == len(HELD_OUT[0].split())
     assert report["audio"]["wer"]["adapted"] is not None
+
+
+def test_a_shared_base_cache_generates_the_base_once(package: Path, tmp_path: Path) -> None:
+    """Evaluations that share a base, conditioning and decoding reuse the base side from the
+    caller's cache (what the v1-vs-v2 experiment does over adapters); a new decoding seed misses."""
+    from indextts_dist.evaluate.evaluation import EvaluateOptions, evaluate_model
+    from indextts_dist.generate import DecodingConfig
+    from indextts_dist.inference.loaded import LoadedModel
+
+    model = LoadedModel.load(package, device="cpu")
+    said: list[str] = []
+
+    def run(seed: int, cache: dict | None, out: str) -> dict:
+        decoding = DecodingConfig(seed=seed, max_new_tokens=20)
+        opts = EvaluateOptions(
+            out=tmp_path / out, texts=HELD_OUT[:2], seeds=1, resamples=20, decoding=decoding
+        )
+        return evaluate_model(model, opts, log=said.append, base_cache=cache)
+
+    cache: dict = {}
+    first, again = run(0, cache, "a"), run(0, cache, "b")
+    assert len(cache) == 1 and any("reusing" in line for line in said)
+    assert again["per_text"]["base"] == first["per_text"]["base"] == run(0, None, "c")["per_text"]["base"]
+    run(1, cache, "d")
+    assert len(cache) == 2

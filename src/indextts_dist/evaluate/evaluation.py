@@ -14,6 +14,7 @@ speech"), so its numbers are never read as IndexTTS2 quality.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Mapping
@@ -91,8 +92,25 @@ def _audio_instrument(
     )
 
 
-def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[str, Any]:
-    """Run both sides, build the report, write `evaluation.json` and `evaluation.md` into `opts.out`."""
+def base_side_key(base: LoadedModel, opts: EvaluateOptions, seeds: list[int], code_rate: float, pause) -> str:
+    """What the base side's code units depend on: the base weights, the prefix it generates under,
+    the texts, seeds and decoding, and the instrument. Equal keys give identical units."""
+    h = hashlib.sha256()
+    h.update(str(base.manifest.get("base_fingerprint")).encode())
+    h.update(base.prefix.detach().float().cpu().numpy().tobytes())
+    what = [opts.texts, seeds, opts.decoding.to_dict(), code_rate, sorted(pause or [])]
+    h.update(json.dumps(what).encode())
+    return h.hexdigest()
+
+
+def evaluate_model(
+    model: LoadedModel, opts: EvaluateOptions, log=None, base_cache: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run both sides, build the report, write `evaluation.json` and `evaluation.md` into `opts.out`.
+
+    `base_cache` (any dict kept by the caller) lets several evaluations that share a base, a
+    conditioning and a decoding — an experiment's adapters over seeds — generate the base once:
+    the base side is a pure function of `base_side_key`. Code space only (audio is measured anew)."""
     say = log or (lambda line: print(f"[evaluate] {line}", file=sys.stderr))
     model = model.with_reference_clip(opts.reference_clip)
     record = data_record(model.manifest)
@@ -127,7 +145,16 @@ def evaluate_model(model: LoadedModel, opts: EvaluateOptions, log=None) -> dict[
         )
 
     adapted = side("adapted", model)
-    base = side("base", model.without_adapter())
+    base_model = model.without_adapter()
+    cacheable = base_cache is not None and audio is None and not opts.render
+    key = base_side_key(base_model, opts, seeds, code_rate, pause) if cacheable else None
+    if key is not None and key in base_cache:
+        say("base: the same base, conditioning and decoding were generated before; reusing them")
+        base = base_cache[key]
+    else:
+        base = side("base", base_model)
+        if key is not None:
+            base_cache[key] = base
     if opts.wavs is not None and audio is not None:
         adapted.audio_units = audio.measure_folder(opts.wavs, opts.texts)
     if opts.base_wavs is not None and audio is not None:
