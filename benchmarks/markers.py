@@ -175,11 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per path, interleaved")
     ap.add_argument("--show", action="store_true", help="print expected and predicted text per clip")
     ap.add_argument("--corpus-dir", type=Path, default=None, help="keep the corpora here")
+    ap.add_argument(
+        "--no-acoustic-fillers",
+        action="store_true",
+        help="Whisper's words only: no second look for the fillers it dropped (for a before/after)",
+    )
     args = ap.parse_args(argv)
 
     synths = args.synth or available_backends()
     t0 = time.perf_counter()
-    tr = Transcriber(args.model)
+    tr = Transcriber(args.model, acoustic_fillers=not args.no_acoustic_fillers)
     load_s = time.perf_counter() - t0
     paths = {"per-clip": False, "packed": True}  # the default path; preprocess --asr-pack
     rows: dict[tuple[str, str], dict] = {}

@@ -67,7 +67,7 @@ class Size:
     max_codes: int
 
 
-FULL = Size(1000, 100, 4, 8, 20, 3, 3, 10, ("markers", "plain"), 400)
+FULL = Size(1000, 100, 4, 8, 12, 3, 3, 10, ("markers", "plain"), 400)
 QUICK = Size(12, 6, 1, 1, 1, 1, 1, 2, ("markers",), 60)
 SIZE_FLAGS = ("base_clips", "target_clips", "base_epochs", "adapter_epochs", "seeds", "eval_seeds", "texts")
 

@@ -106,7 +106,8 @@ def _defaults(func) -> dict:
 
 def asr_settings(whisper_model: str | None, language: str | None = None, pack: bool = False) -> dict:
     """Everything that decides an ASR transcript: the model, `Transcriber`'s decoding and marker
-    settings, the speech-timing thresholds, and the pause length of `pause_codes`.
+    settings, the speech-timing thresholds, the acoustic filler check's limits, and the pause
+    length of `pause_codes`.
 
     The job constructs `Transcriber(model=...)` and calls `speech_segments(samples)` with their
     defaults, so the defaults ARE the settings; reading them from the signatures keeps the key in
@@ -115,7 +116,7 @@ def asr_settings(whisper_model: str | None, language: str | None = None, pack: b
     constants it decodes by (a clip's text then depends on its group).
     """
     from ..pattern_markers import PAUSE_S
-    from ..transcribe import Transcriber, speech_segments
+    from ..transcribe import Transcriber, fillers, short_decode, speech_segments
     from ..transcribe.packing import GAP_S, WINDOW_S
 
     transcriber = _defaults(Transcriber.__init__)
@@ -126,6 +127,13 @@ def asr_settings(whisper_model: str | None, language: str | None = None, pack: b
         "language": language,
         "transcriber": transcriber,
         "speech_segments": _defaults(speech_segments),
+        "fillers": {
+            "stretches": _defaults(fillers.sound_stretches),
+            "limits": [fillers.MIN_FILLER_S, fillers.MAX_FILLER_S, fillers.SHORT_FILLER_S],
+            "flux": [fillers.SHORT_MAX_FLUX, fillers.LONG_MAX_FLUX],
+            "confidence": fillers.MIN_CONFIDENCE,
+            "window_s": short_decode.WINDOW_S,
+        },
         "pause_codes_s": PAUSE_S,
         "pack": {"window_s": WINDOW_S, "gap_s": GAP_S, "group": ASR_PACK_GROUP} if pack else None,
     }

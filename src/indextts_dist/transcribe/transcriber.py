@@ -35,6 +35,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..pattern_markers import LONG_PAUSE_S, PATTERN_MARKERS, PAUSE_S
+from .fillers import confirmed_filler, filler_candidates, merge_fillers, sound_stretches
+from .levels import frame_db, quiet_frames
 from .markers import (
     Word,
     drop_after_speech,
@@ -47,6 +49,7 @@ from .markers import (
     relabel_lookalike_fillers,
 )
 from .packing import WINDOW_S, pack_windows, split_words
+from .short_decode import decode_short
 from .whisper import load_whisper
 
 __all__ = ["DISFLUENT_PROMPT", "SAMPLE_RATE", "Transcriber", "Transcript", "speech_segments"]
@@ -83,13 +86,6 @@ def _vad_segments(samples: np.ndarray, sample_rate: int, min_silence_s: float, t
     return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]
 
 
-def _frame_db(samples: np.ndarray, hop: int) -> np.ndarray:
-    n = -(-len(samples) // hop)
-    padded = np.zeros(n * hop, np.float64)
-    padded[: len(samples)] = samples
-    return 10.0 * np.log10((padded.reshape(n, hop) ** 2).mean(axis=1) + 1e-12)
-
-
 def speech_segments(
     samples: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
@@ -118,8 +114,8 @@ def speech_segments(
     if len(segs) < 2:
         return segs
     hop = round(0.01 * sample_rate)
-    db = _frame_db(samples, hop)
-    quiet = db < max(min_energy_db, float(np.percentile(db, 10)) + floor_margin_db)
+    db = frame_db(samples, hop)
+    quiet = quiet_frames(db, floor_margin_db, min_energy_db)
     min_frames = max(1, round(min_silence_s * 100))
     out: list[list[float]] = [[segs[0][0], segs[0][1]]]
     for (_, e0), (s1, e1) in itertools.pairwise(segs):
@@ -136,6 +132,11 @@ def speech_segments(
             out.append([b / 100, a / 100])
         out.append([min(s1, runs[-1][1] / 100), e1])
     return [(float(a), float(b)) for a, b in out if b > a]
+
+
+def _cut(samples: np.ndarray, start: float, end: float, pad_s: float) -> np.ndarray:
+    """Samples of [start - pad, end + pad) seconds, clipped to the clip."""
+    return samples[max(0, round((start - pad_s) * SAMPLE_RATE)) : round((end + pad_s) * SAMPLE_RATE)]
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -167,6 +168,7 @@ class Transcriber:
         beam_size: int = 5,
         pack_s: float = WINDOW_S,
         batch_size: int = 8,
+        acoustic_fillers: bool = True,
     ) -> None:
         if model is None or isinstance(model, (str, Path)):
             model = load_whisper(None if model is None else str(model), cpu_threads=cpu_threads)
@@ -185,6 +187,7 @@ class Transcriber:
         self.beam_size = beam_size
         self.pack_s = pack_s
         self.batch_size = batch_size
+        self.acoustic_fillers = acoustic_fillers
         self._pipeline = None
 
     @staticmethod
@@ -281,16 +284,53 @@ class Transcriber:
         speech = [speech_segments(c) for c in clips]
         heard = [i for i, s in enumerate(speech) if s]  # no speech: no ASR, an empty transcript
         words = dict(zip(heard, self.asr_words_many([clips[i] for i in heard], pack=pack), strict=True))
-        return [self._marked(words.get(i, []), s) for i, s in enumerate(speech)]
+        kept = [self._guarded(words.get(i, []), s) for i, s in enumerate(speech)]
+        if self.acoustic_fillers:
+            kept = self._with_heard_fillers(clips, speech, kept)
+        return [self._marked(w, s) for w, s in zip(kept, speech, strict=True)]
 
-    def _marked(self, words: list[Word], speech: list[tuple[float, float]]) -> Transcript:
-        """The hallucination guards, then the markers, on one clip's words and measured speech."""
+    def _with_heard_fillers(
+        self, clips: Sequence[np.ndarray], speech: list[list[tuple[float, float]]], kept: list[list[Word]]
+    ) -> list[list[Word]]:
+        """Each clip's words plus the fillers Whisper dropped (``fillers``): every candidate stretch
+        is cut out (±50 ms) and decoded alone (``short_decode``: all the clips' cuts in batches on a
+        3 s encoder window), and kept as a filler only if that is all it holds."""
+        stretches = [sound_stretches(c, s) for c, s in zip(clips, speech, strict=True)]
+        cands = [
+            filler_candidates(clip, st, w) if w else []
+            for clip, st, w in zip(clips, stretches, kept, strict=True)
+        ]
+        cuts = [_cut(clips[i], s, e, 0.05) for i, cs in enumerate(cands) for s, e in cs]
+        decoded = iter(
+            decode_short(
+                self.model,
+                cuts,
+                language=self.language,
+                initial_prompt=self.initial_prompt,
+                beam_size=self.beam_size,
+            )
+        )
+        out = []
+        for words, cs, st in zip(kept, cands, stretches, strict=True):
+            found = [f for s, e in cs if (f := confirmed_filler(s, e, next(decoded))) is not None]
+            out.append(merge_fillers(words, found, st) if found else words)
+        return out
+
+    @staticmethod
+    def _guarded(words: list[Word], speech: list[tuple[float, float]]) -> list[Word]:
+        """The hallucination guards on one clip's words and measured speech."""
         if not speech:
-            return Transcript(text="", marker_counts=dict.fromkeys(PATTERN_MARKERS, 0))
+            return []
         speech_end = speech[-1][1]
         words = relabel_lookalike_fillers(drop_after_speech(words, speech_end))
         words = drop_words_in_silence(drop_packed_words(words), speech)
-        words = drop_hallucinated_tail(drop_looped_phrases(words))
+        return drop_hallucinated_tail(drop_looped_phrases(words))
+
+    def _marked(self, words: list[Word], speech: list[tuple[float, float]]) -> Transcript:
+        """The markers on one clip's kept words and measured speech."""
+        if not speech:
+            return Transcript(text="", marker_counts=dict.fromkeys(PATTERN_MARKERS, 0))
+        speech_end = speech[-1][1]
         if not words:
             return Transcript("", [], dict.fromkeys(PATTERN_MARKERS, 0), speech_end, speech)
         pauses = find_pauses(words, speech, self.pause_s)
