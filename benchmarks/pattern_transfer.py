@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--learning-rate",
                         str(args.learning_rate),
                         "--seed",
-                        "0",
+                        str(seed),
                     ],
                     out / "runs" / f"{name}.log",
                 )
