@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import median
 
 from indextts_dist.corpus.speakers import FLUENT, HESITANT, sentences, speaker_corpus
 from indextts_dist.distributed import World
@@ -136,7 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-learning-rate", type=float, default=1e-3, help="base pretraining learning rate")
     for name in SIZE_FLAGS:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the size's {name}")
+    p.add_argument(
+        "--from-json", action="store_true", help="only re-render OUT/pattern_transfer.md from its JSON"
+    )
     args = p.parse_args(argv)
+    if args.from_json:
+        result = json.loads((args.out / "pattern_transfer.json").read_text())
+        atomic_write_text(args.out / "pattern_transfer.md", markdown(result))
+        print(markdown(result))
+        return 0
     size = QUICK if args.quick else FULL
     size = replace(size, **{k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None})
     out: Path = args.out
@@ -308,8 +317,55 @@ def _cell(row: dict, key: str, side: str) -> str:
     return f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
+def _arm_cell(rows: list[dict], key: str, side: str) -> str:
+    """Median over the arm's seeds, with the range when there are several."""
+    values = [r["code"][key][side] for r in rows if (r["code"].get(key) or {}).get(side) is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def summary(result: dict) -> list[str]:
+    """Per training-text variant, one row per arm (model × mel positions): each statistic's adapted
+    value and transfer ratio, median over the adapter seeds (min–max), under the data's value and
+    the base's (which depend on the variant: its dataset fixes the pause codes and the data)."""
+    lines = ["### summary: adapted value / transfer ratio, median over adapter seeds (min–max)", ""]
+    variants = list(dict.fromkeys(row["variant"] for row in result["rows"]))
+    for variant in variants:
+        arms: dict[tuple[str, str], list[dict]] = {}
+        for row in result["rows"]:
+            if row["variant"] == variant:
+                arms.setdefault((row["model"], row["mel_positions"]), []).append(row)
+        lines += [
+            f"**training text with {variant}**",
+            "",
+            "| arm | seeds | " + " | ".join(stat.label for stat in CODE_STATISTICS) + " |",
+            "|---|---|" + "---|" * len(CODE_STATISTICS),
+        ]
+        rows = next(iter(arms.values()))
+        lines.append(
+            "| training data | – | "
+            + " | ".join(_arm_cell(rows, st.key, "data") for st in CODE_STATISTICS)
+            + " |"
+        )
+        for (model, positions), rows in arms.items():
+            cells = " | ".join(_arm_cell(rows, st.key, "base") for st in CODE_STATISTICS)
+            lines.append(f"| base, {model}'s conditioning, {positions} positions | – | {cells} |")
+        for (model, positions), rows in arms.items():
+            cells = " | ".join(
+                f"{_arm_cell(rows, st.key, 'adapted')} / {_arm_cell(rows, st.key, 'transfer')}"
+                for st in CODE_STATISTICS
+            )
+            lines.append(f"| **{model}**, {positions} positions | {len(rows)} | {cells} |")
+        lines.append("")
+    return lines
+
+
 def markdown(result: dict) -> str:
-    """One table per statistic: data, base, each model's value and transfer ratio."""
+    """The summary per arm, then one table per statistic: data, base, each model's value and
+    transfer ratio."""
     lines = [
         f"## pattern transfer ({'quick: machinery only' if result['quick'] else 'full run'})",
         "",
@@ -317,6 +373,7 @@ def markdown(result: dict) -> str:
         f"1 beam, no repetition penalty, cap {result['decoding']['max_new_tokens']}; "
         f"v1 generates with the conditioning of a held-out clip. {result['elapsed_s']} s.",
         "",
+        *summary(result),
     ]
     for stat in CODE_STATISTICS:
         lines += [

@@ -44,7 +44,9 @@ def test_quick_run_exercises_every_arm(tmp_path: Path) -> None:
         code = row["code"]
         assert code["codes_per_text_token"]["data"] > 0 and code["stop_rate"]["data"] == 1.0
         assert code["codes_per_text_token"]["adapted"] is not None and len(row["sanity"]) == 3
-    assert result["label"] == MINI_LABEL and MINI_LABEL in (tmp_path / "pattern_transfer.md").read_text()
+    md = (tmp_path / "pattern_transfer.md").read_text()
+    assert result["label"] == MINI_LABEL and MINI_LABEL in md
+    assert "| **v2**, training positions | 1 |" in md and "| training data | – |" in md  # the summary
     v1 = json.loads(next((tmp_path / "evaluations").glob("v1-*/evaluation.json")).read_text())
     assert v1["model"]["conditioning"] == "per-clip" and "held_out" in v1["model"]["reference_clip"]
     base = json.loads((tmp_path / "base_run" / "model" / "manifest.json").read_text())
