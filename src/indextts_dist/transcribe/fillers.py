@@ -17,7 +17,9 @@ espeak-ng and festival). So:
    started inside the filler but that runs past it (the next word, started early to meet it)
    starts at the next stretch instead, so a silence after the filler goes after the filler.
 
-Pure functions except for the decode, which the ``Transcriber`` owns.
+Pure functions except for the decode, which the ``Transcriber`` owns; it runs the check for English
+(the fillers it knows — "uh", "um", "hmm", "ah", "er" — are English spellings), not for a clip in
+another language or one whose language a multilingual model detects per clip.
 """
 
 from __future__ import annotations
@@ -82,11 +84,10 @@ def sound_stretches(
         return []
     hop = round(0.01 * sample_rate)
     quiet = quiet_frames(frame_db(samples, hop), floor_margin_db, min_energy_db)
-    db_len = len(quiet)
     gap = max(1, round(min_gap_s * 100))
     out: list[tuple[float, float]] = []
     for s, e in speech:
-        f0, f1 = int(s * 100), min(db_len, int(np.ceil(e * 100)))
+        f0, f1 = int(s * 100), min(len(quiet), int(np.ceil(e * 100)))
         loud = np.flatnonzero(~quiet[f0:f1])
         if loud.size == 0:
             continue

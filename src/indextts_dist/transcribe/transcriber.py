@@ -154,6 +154,8 @@ class Transcriber:
     already loaded ``faster_whisper.WhisperModel`` (to share one between users).
     ``language``: a Whisper language code; None = what the model implies (``en`` for an English-only
     ``*.en`` model, detected per clip for a multilingual one).
+    ``acoustic_fillers``: look again, on the audio, for the fillers Whisper dropped (``fillers``;
+    English only); False keeps Whisper's words (``benchmarks/markers.py --no-acoustic-fillers``).
     """
 
     def __init__(
@@ -285,7 +287,7 @@ class Transcriber:
         heard = [i for i, s in enumerate(speech) if s]  # no speech: no ASR, an empty transcript
         words = dict(zip(heard, self.asr_words_many([clips[i] for i in heard], pack=pack), strict=True))
         kept = [self._guarded(words.get(i, []), s) for i, s in enumerate(speech)]
-        if self.acoustic_fillers:
+        if self.acoustic_fillers and self.language == "en":  # the fillers it knows are English spellings
             kept = self._with_heard_fillers(clips, speech, kept)
         return [self._marked(w, s) for w, s in zip(kept, speech, strict=True)]
 
