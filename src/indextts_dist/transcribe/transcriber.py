@@ -295,8 +295,9 @@ class Transcriber:
         self, clips: Sequence[np.ndarray], speech: list[list[tuple[float, float]]], kept: list[list[Word]]
     ) -> list[list[Word]]:
         """Each clip's words plus the fillers Whisper dropped (``fillers``): every candidate stretch
-        is cut out (±50 ms) and decoded alone (``short_decode``: all the clips' cuts in batches on a
-        3 s encoder window), and kept as a filler only if that is all it holds."""
+        is cut out (±50 ms) and decoded alone (``short_decode``: on a 3 s encoder window, one cut per
+        call, so no batch-dependent arithmetic can tie a transcript to the number of processes),
+        and kept as a filler only if that is all it holds."""
         stretches = [sound_stretches(c, s) for c, s in zip(clips, speech, strict=True)]
         cands = [
             filler_candidates(clip, st, w) if w else []
@@ -310,6 +311,7 @@ class Transcriber:
                 language=self.language,
                 initial_prompt=self.initial_prompt,
                 beam_size=self.beam_size,
+                batch_size=1,  # each cut alone: its text cannot depend on which clips a rank holds
             )
         )
         out = []
