@@ -3,10 +3,10 @@
 Why not ``WhisperModel.transcribe``: it pads every input to 30 s, so the encoder does 30 s of work
 for a 0.3 s cut (measured: 0.75 s of a ~0.9 s call for tiny.en on 2 cores). CTranslate2's Whisper
 encoder takes a shorter mel window; a 3 s window costs ~1/15 of the 30 s one. Each cut is padded
-with silence to ``window_s`` (the same context length for all, so a cut's text does not depend on
-its batch), the batch is encoded once, and decoded with the transcriber's own prompt and beam,
-without timestamps (the cut's times are known). What comes back is only the text and Whisper's
-confidence — all the filler check needs.
+with silence to ``window_s`` (the same context length for all; no cut sees another's audio), a
+batch is encoded once (``batch_size=1`` also rules out batch-dependent arithmetic), and decoded
+with the transcriber's own prompt and beam, without timestamps (the cut's times are known). What
+comes back is only the text and Whisper's confidence — all the filler check needs.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def decode_short(
             probability = math.exp(result.scores[0]) if tokens else 0.0
             end = len(cut) / sample_rate
             # without timestamps a short cut often loops ("uh uh uh ..." to the length cap): one copy
-            said = [w for i, w in enumerate(text.split()) if i == 0 or w != text.split()[i - 1]]
+            read = text.split()
+            said = [w for i, w in enumerate(read) if i == 0 or w != read[i - 1]]
             out.append([Word(w, 0.0, end, probability) for w in said])
     return out
